@@ -79,6 +79,11 @@ pub struct Config {
     #[arg(long, env = "OUTPOST_RPC_TIMEOUT_MS", default_value = "10000", value_parser = clap::value_parser!(u64).range(10..=600_000))]
     pub rpc_timeout_ms: u64,
 
+    /// Prefix of schemas, Redis keys and object keys, so installations can share one PostgreSQL,
+    /// Redis and bucket (`[a-z0-9_]`, empty by default).
+    #[arg(long, env = "OUTPOST_NAMESPACE", default_value = "", value_parser = parse_namespace)]
+    pub namespace: String,
+
     /// Log filter (`info`, `outpost=debug,info`, …).
     #[arg(long, env = "OUTPOST_LOG", default_value = "info")]
     pub log: String,
@@ -198,7 +203,7 @@ impl Config {
                 secret_key: self.s3_secret_key.clone().unwrap_or_default(),
                 region: self.s3_region.clone(),
             }),
-            namespace: String::new(),
+            namespace: self.namespace.clone(),
         }
     }
 
@@ -231,6 +236,17 @@ fn endpoint(url: &Option<String>, addr: SocketAddr) -> String {
         None if addr.ip().is_unspecified() => format!("http://127.0.0.1:{}", addr.port()),
         None => format!("http://{addr}"),
     }
+}
+
+fn parse_namespace(value: &str) -> Result<String, String> {
+    if value.len() > 32
+        || !value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    {
+        return Err("must be at most 32 of a-z, 0-9 and '_'".into());
+    }
+    Ok(value.to_string())
 }
 
 fn parse_url(value: &str) -> Result<String, String> {

@@ -2,5 +2,14 @@
 //! gRPC server bootstrap (health, reflection, metrics, shutdown), the client channel factory,
 //! and the storage interfaces with their embedded and cluster adapters.
 
+pub mod client;
 pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod observability;
+pub mod paging;
+pub mod server;
 pub mod storage;
+pub mod testing;
+pub mod time;
+pub mod trace;

@@ -1,1 +1,42 @@
+//! The plotting service: plot jobs (SQL), their queue and worker pool, and rendered plots in
+//! the object store.
 
+mod api;
+mod jobs;
+
+use std::future::Future;
+
+use outpost_api::plotting::v1::plotting_service_server::PlottingServiceServer;
+use outpost_kit::config::Config;
+use outpost_kit::server::GrpcServer;
+use outpost_kit::storage::{Migrations, Storage};
+use tokio::net::TcpListener;
+
+/// The service's migrations, per backend.
+pub fn migrations() -> Migrations {
+    Migrations {
+        sqlite: sqlx::migrate!("migrations/sqlite"),
+        postgres: sqlx::migrate!("migrations/postgres"),
+    }
+}
+
+/// Serves plotting on its configured address until `shutdown` resolves.
+pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(config.plotting_addr).await?;
+    serve_on(config, listener, shutdown).await
+}
+
+/// Serves plotting on `listener` until `shutdown` resolves.
+pub async fn serve_on(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let storage = Storage::open(&config.storage(), "plotting", migrations()).await?;
+    let service = api::PlottingApi::new(jobs::Jobs::new(storage.db.clone()));
+    GrpcServer::new(outpost_api::names::PLOTTING)
+        .add_service(PlottingServiceServer::new(service))
+        .dependencies(storage.dependencies())
+        .serve(listener, shutdown)
+        .await
+}

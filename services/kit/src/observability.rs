@@ -1,0 +1,95 @@
+//! Logging and tracing: `tracing` to stderr, plus OpenTelemetry export over OTLP when
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` is set (the standard `OTEL_*` variables apply). The W3C
+//! trace-context propagator is always installed, so context crosses every hop.
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::trace::{SdkTracerProvider, SpanExporter};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+/// Flushes and stops trace export when dropped.
+pub struct TracingGuard {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Drop for TracingGuard {
+    fn drop(&mut self) {
+        if let Some(provider) = self.provider.take()
+            && let Err(err) = provider.shutdown()
+        {
+            eprintln!("trace export not flushed: {err}");
+        }
+    }
+}
+
+/// Installs logging, and OTLP trace export when `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
+pub fn init(service: &str, filter: &str) -> anyhow::Result<TracingGuard> {
+    let provider = match std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT") {
+        Ok(endpoint) if !endpoint.trim().is_empty() => {
+            let exporter = opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .build()
+                .map_err(|e| anyhow::anyhow!("invalid setting OTEL_EXPORTER_OTLP_ENDPOINT: {e}"))?;
+            Some(provider_builder(service).with_batch_exporter(exporter).build())
+        }
+        _ => None,
+    };
+    install(provider, filter)
+}
+
+/// Installs logging and exports every span to `exporter` as it ends (for tests).
+pub fn init_with_exporter<E: SpanExporter + 'static>(
+    service: &str,
+    filter: &str,
+    exporter: E,
+) -> anyhow::Result<TracingGuard> {
+    install(
+        Some(provider_builder(service).with_simple_exporter(exporter).build()),
+        filter,
+    )
+}
+
+fn provider_builder(service: &str) -> opentelemetry_sdk::trace::TracerProviderBuilder {
+    SdkTracerProvider::builder().with_resource(Resource::builder().with_service_name(service.to_string()).build())
+}
+
+fn install(provider: Option<SdkTracerProvider>, filter: &str) -> anyhow::Result<TracingGuard> {
+    opentelemetry::global::set_text_map_propagator(opentelemetry_sdk::propagation::TraceContextPropagator::new());
+    let filter = EnvFilter::try_new(filter).map_err(|e| anyhow::anyhow!("invalid setting OUTPOST_LOG: {e}"))?;
+    let otel = provider.as_ref().map(|p| {
+        opentelemetry::global::set_tracer_provider(p.clone());
+        tracing_opentelemetry::layer().with_tracer(p.tracer("outpost")).boxed()
+    });
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(otel)
+        .try_init()
+        .map_err(|e| anyhow::anyhow!("tracing already installed: {e}"))?;
+    Ok(TracingGuard { provider })
+}
+
+/// Resolves on SIGTERM or ctrl-c.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down");
+}

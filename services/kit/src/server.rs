@@ -1,0 +1,209 @@
+//! The gRPC server bootstrap every service uses: its services, tonic-health reflecting the
+//! state of its dependencies, reflection v1 and v1alpha, Prometheus `/metrics` on the same port,
+//! per-RPC metrics and trace context, and graceful shutdown.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+use tonic::server::NamedService;
+use tonic::service::{Routes, RoutesBuilder};
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+use tower::{Layer, Service};
+use tracing::Instrument;
+
+use crate::storage::Dependency;
+
+/// How often dependencies are checked.
+pub const HEALTH_INTERVAL: Duration = Duration::from_secs(3);
+
+/// A service's gRPC server, assembled before it serves.
+pub struct GrpcServer {
+    service: &'static str,
+    routes: RoutesBuilder,
+    health: HealthReporter,
+    dependencies: Vec<Dependency>,
+}
+
+impl GrpcServer {
+    /// A server for the gRPC service `service` (its full name, as health reports it).
+    pub fn new(service: &'static str) -> Self {
+        let (health, health_service) = tonic_health::server::health_reporter();
+        let mut routes = RoutesBuilder::default();
+        routes.add_service(health_service);
+        Self {
+            service,
+            routes,
+            health,
+            dependencies: Vec::new(),
+        }
+    }
+
+    /// Adds a gRPC service.
+    pub fn add_service<S>(mut self, svc: S) -> Self
+    where
+        S: Service<http::Request<tonic::body::Body>, Error = Infallible> + NamedService + Clone + Send + Sync + 'static,
+        S::Response: axum::response::IntoResponse,
+        S::Future: Send + 'static,
+    {
+        self.routes.add_service(svc);
+        self
+    }
+
+    /// Adds dependencies whose state health reports (`{service}/{name}`), and that the service's
+    /// own status follows.
+    pub fn dependencies(mut self, dependencies: impl IntoIterator<Item = Dependency>) -> Self {
+        self.dependencies.extend(dependencies);
+        self
+    }
+
+    /// Serves on `listener` until `shutdown` resolves, then drains in-flight calls.
+    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+        let reflection_v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(outpost_api::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(outpost_api::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()?;
+        let mut routes: Routes = self
+            .routes
+            .routes()
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha);
+        *routes.axum_router_mut() = std::mem::take(routes.axum_router_mut())
+            .route("/metrics", axum::routing::get(|| async { crate::metrics::render() }));
+
+        let watcher = tokio::spawn(watch_dependencies(self.service, self.health.clone(), self.dependencies));
+        let addr = listener.local_addr()?;
+        tracing::info!(service = self.service, %addr, "serving gRPC");
+        let result = tonic::transport::Server::builder()
+            .accept_http1(true)
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .layer(ObserveLayer { service: self.service })
+            .add_routes(routes)
+            .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async {
+                shutdown.await;
+                watcher.abort();
+                self.health
+                    .set_service_status(self.service, ServingStatus::NotServing)
+                    .await;
+                self.health.set_service_status("", ServingStatus::NotServing).await;
+            })
+            .await;
+        tracing::info!(service = self.service, "stopped");
+        result.map_err(Into::into)
+    }
+}
+
+/// Checks every dependency now and then; the service is SERVING only while all of them answer.
+async fn watch_dependencies(service: &'static str, health: HealthReporter, dependencies: Vec<Dependency>) {
+    let mut last: Option<bool> = None;
+    loop {
+        let results =
+            futures::future::join_all(dependencies.iter().map(|d| async move { (d.name, d.check().await) })).await;
+        let mut all_ok = true;
+        for (name, result) in results {
+            let status = match &result {
+                Ok(()) => ServingStatus::Serving,
+                Err(err) => {
+                    all_ok = false;
+                    if last != Some(false) {
+                        tracing::warn!(service, dependency = name, error = %err, "dependency down");
+                    }
+                    ServingStatus::NotServing
+                }
+            };
+            health.set_service_status(format!("{service}/{name}"), status).await;
+        }
+        let status = if all_ok {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        health.set_service_status(service, status).await;
+        health.set_service_status("", status).await;
+        if last == Some(false) && all_ok {
+            tracing::info!(service, "dependencies back");
+        }
+        last = Some(all_ok);
+        tokio::time::sleep(HEALTH_INTERVAL).await;
+    }
+}
+
+/// Tower layer: a span parented on the caller's trace context, and per-RPC metrics.
+#[derive(Clone, Copy)]
+struct ObserveLayer {
+    service: &'static str,
+}
+
+impl<S> Layer<S> for ObserveLayer {
+    type Service = Observe<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Observe {
+            service: self.service,
+            inner,
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Observe<S> {
+    service: &'static str,
+    inner: S,
+}
+
+impl<S, B, R> Service<http::Request<B>> for Observe<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<R>> + Send,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let path = request.uri().path().to_string();
+        if !is_grpc(&request) {
+            return Box::pin(self.inner.call(request));
+        }
+        let span = crate::trace::grpc_server_span(self.service, &request);
+        let future = { span.in_scope(|| self.inner.call(request)) };
+        Box::pin(
+            async move {
+                let started = Instant::now();
+                let result = future.await;
+                let code = match &result {
+                    Ok(response) => response
+                        .headers()
+                        .get("grpc-status")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<i32>().ok())
+                        .map(|c| format!("{:?}", tonic::Code::from_i32(c)))
+                        .unwrap_or_else(|| "Ok".into()),
+                    Err(_) => "Internal".into(),
+                };
+                let (grpc_service, method) = path.trim_start_matches('/').split_once('/').unwrap_or(("", &path));
+                crate::metrics::observe_grpc(grpc_service, method, &code, started.elapsed().as_secs_f64());
+                result
+            }
+            .instrument(span),
+        )
+    }
+}
+
+fn is_grpc<B>(request: &http::Request<B>) -> bool {
+    request
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"))
+}

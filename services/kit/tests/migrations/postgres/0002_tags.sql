@@ -1,0 +1,5 @@
+CREATE TABLE tags (
+    item_id BIGINT NOT NULL REFERENCES items (id) ON DELETE CASCADE,
+    tag TEXT NOT NULL,
+    PRIMARY KEY (item_id, tag)
+);

@@ -1,0 +1,101 @@
+//! gRPC handlers of the plotting service: validate, call the domain, map errors.
+
+use std::pin::Pin;
+
+use futures::Stream;
+use outpost_api::plotting::v1::{self as pb, plotting_service_server::PlottingService};
+use outpost_kit::error::Error;
+use outpost_kit::paging;
+use tonic::{Request, Response, Status};
+
+use crate::jobs::{self, Jobs};
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// The plotting service's handlers.
+pub struct PlottingApi {
+    jobs: Jobs,
+}
+
+impl PlottingApi {
+    pub fn new(jobs: Jobs) -> Self {
+        Self { jobs }
+    }
+}
+
+fn not_yet(what: &str) -> Status {
+    Status::unimplemented(format!("{what} is not implemented yet"))
+}
+
+#[tonic::async_trait]
+impl PlottingService for PlottingApi {
+    async fn create_plot_job(
+        &self,
+        _request: Request<pb::CreatePlotJobRequest>,
+    ) -> Result<Response<pb::CreatePlotJobResponse>, Status> {
+        Err(not_yet("CreatePlotJob"))
+    }
+
+    async fn get_plot_job(
+        &self,
+        request: Request<pb::GetPlotJobRequest>,
+    ) -> Result<Response<pb::GetPlotJobResponse>, Status> {
+        let id = jobs::parse_name("name", &request.into_inner().name)?;
+        Ok(Response::new(pb::GetPlotJobResponse {
+            plot_job: Some(self.jobs.get(&id).await?),
+        }))
+    }
+
+    async fn list_plot_jobs(
+        &self,
+        request: Request<pb::ListPlotJobsRequest>,
+    ) -> Result<Response<pb::ListPlotJobsResponse>, Status> {
+        let request = request.into_inner();
+        let limit = paging::page_size(request.page_size, 50, 1000)?;
+        let offset = paging::decode_offset(&request.page_token)?;
+        let state = match pb::PlotJobState::try_from(request.state) {
+            Ok(pb::PlotJobState::Unspecified) => None,
+            Ok(state) => Some(state as i32),
+            Err(_) => return Err(Error::invalid("state", "unknown plot job state").into()),
+        };
+        let mut plot_jobs = self.jobs.list(state, offset, limit + 1).await?;
+        let more = plot_jobs.len() as i64 > limit;
+        plot_jobs.truncate(limit as usize);
+        let next_page_token = if more {
+            paging::encode_token(&(offset + limit).to_string())
+        } else {
+            String::new()
+        };
+        Ok(Response::new(pb::ListPlotJobsResponse {
+            plot_jobs,
+            next_page_token,
+        }))
+    }
+
+    async fn delete_plot_job(
+        &self,
+        request: Request<pb::DeletePlotJobRequest>,
+    ) -> Result<Response<pb::DeletePlotJobResponse>, Status> {
+        let id = jobs::parse_name("name", &request.into_inner().name)?;
+        self.jobs.delete(&id).await?;
+        Ok(Response::new(pb::DeletePlotJobResponse {}))
+    }
+
+    type WatchPlotJobStream = BoxStream<pb::WatchPlotJobResponse>;
+
+    async fn watch_plot_job(
+        &self,
+        _request: Request<pb::WatchPlotJobRequest>,
+    ) -> Result<Response<Self::WatchPlotJobStream>, Status> {
+        Err(not_yet("WatchPlotJob"))
+    }
+
+    type DownloadPlotStream = BoxStream<pb::DownloadPlotResponse>;
+
+    async fn download_plot(
+        &self,
+        _request: Request<pb::DownloadPlotRequest>,
+    ) -> Result<Response<Self::DownloadPlotStream>, Status> {
+        Err(not_yet("DownloadPlot"))
+    }
+}
