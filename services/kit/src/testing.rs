@@ -38,6 +38,30 @@ pub struct TestBackend {
 }
 
 impl TestBackend {
+    /// A configuration on this backend: its storage and namespace, every listen address on
+    /// 127.0.0.1:0 (bind listeners yourself and point the `*_url` settings at them).
+    pub fn config(&self) -> crate::config::Config {
+        let mut config = crate::config::Config::from_args(["--data-dir", &self.storage.data_dir.display().to_string()])
+            .expect("default configuration parses");
+        let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        config.gateway_addr = any;
+        config.ingest_addr = any;
+        config.media_addr = any;
+        config.telemetry_addr = any;
+        config.plotting_addr = any;
+        config.namespace = self.storage.namespace.clone();
+        config.database_url = self.storage.database_url.clone();
+        config.redis_url = self.storage.redis_url.clone();
+        if let Some(s3) = &self.storage.s3 {
+            config.s3_endpoint = Some(s3.endpoint.clone());
+            config.s3_bucket = s3.bucket.clone();
+            config.s3_access_key = Some(s3.access_key.clone());
+            config.s3_secret_key = Some(s3.secret_key.clone());
+            config.s3_region = s3.region.clone();
+        }
+        config
+    }
+
     /// Whether this is the external backend (PostgreSQL, Redis, S3).
     pub fn is_external(&self) -> bool {
         self.label == "external"
