@@ -1,0 +1,175 @@
+//! The layers around every route: a span and metrics per request, the bearer token on writes,
+//! the body limit, and JSON bodies for every error answered without one.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http::header::{ALLOW, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
+use http::{Method, StatusCode};
+use http_body_util::BodyExt;
+use sha2::{Digest, Sha256};
+use tracing::Instrument;
+
+use crate::error::ApiError;
+use crate::transcode::{RouteLabel, UNMATCHED};
+
+/// Wraps the request in its trace span and records its metrics by route template.
+pub async fn observe(request: Request, next: Next) -> Response {
+    let span = outpost_kit::trace::http_span(&request);
+    let method = request.method().clone();
+    let matched = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string());
+    let started = Instant::now();
+    let response = next.run(request).instrument(span.clone()).await;
+    let route = response
+        .extensions()
+        .get::<RouteLabel>()
+        .map(|l| l.0.clone())
+        .or(matched)
+        .unwrap_or_else(|| UNMATCHED.to_string());
+    let status = response.status().as_u16();
+    let seconds = started.elapsed().as_secs_f64();
+    outpost_kit::metrics::observe_http(&route, method.as_str(), status, seconds);
+    span.in_scope(|| {
+        if status >= 500 {
+            tracing::warn!(route, status, seconds, "request failed");
+        } else {
+            tracing::debug!(route, status, seconds, "request");
+        }
+    });
+    response
+}
+
+/// The SHA-256 of the configured token, if one is.
+#[derive(Clone)]
+pub struct Token(Option<Arc<[u8; 32]>>);
+
+impl Token {
+    /// From the configured token (`None` or blank: no token required).
+    pub fn new(token: Option<&str>) -> Self {
+        Self(token.filter(|t| !t.trim().is_empty()).map(|t| Arc::new(digest(t))))
+    }
+}
+
+fn digest(text: &str) -> [u8; 32] {
+    Sha256::digest(text.as_bytes()).into()
+}
+
+/// Reads stay open; any other method needs `Authorization: Bearer <token>` when a token is set.
+pub async fn require_token(State(token): State<Token>, request: Request, next: Next) -> Response {
+    let Some(expected) = &token.0 else {
+        return next.run(request).await;
+    };
+    if matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return next.run(request).await;
+    }
+    let given = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
+    match given {
+        None => ApiError::unauthenticated("this route needs Authorization: Bearer <token>").into_response(),
+        // Comparing digests takes the same time whatever the given token is.
+        Some(given) if !constant_time_eq(&digest(given), expected) => {
+            ApiError::unauthenticated("invalid bearer token").into_response()
+        }
+        Some(_) => next.run(request).await,
+    }
+}
+
+fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Refuses bodies announced larger than `limit` (413), and answers every error that has no JSON
+/// body (such as axum's own 405 or an extractor's rejection) with the JSON error shape.
+pub async fn limit_and_json_errors(State(limit): State<u64>, request: Request, next: Next) -> Response {
+    let announced = request
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > limit) {
+        return ApiError::payload_too_large(limit).into_response();
+    }
+    let response = next.run(request).await;
+    if !response.status().is_client_error() && !response.status().is_server_error() {
+        return response;
+    }
+    let content_type = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if content_type.starts_with("application/json") || content_type.starts_with("text/html") {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = match http_body_util::Limited::new(body, 4096).collect().await {
+        Ok(collected) => String::from_utf8_lossy(&collected.to_bytes()).trim().to_string(),
+        Err(_) => String::new(),
+    };
+    let status = parts.status;
+    let error = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::payload_too_large(limit)
+    } else {
+        let message = if text.is_empty() {
+            status.canonical_reason().unwrap_or("error").to_ascii_lowercase()
+        } else {
+            text
+        };
+        ApiError::new(status, code_for_status(status), message)
+    };
+    let mut converted = error.into_response();
+    for name in [ALLOW, http::header::WWW_AUTHENTICATE, http::header::RETRY_AFTER] {
+        if let Some(value) = parts.headers.get(&name) {
+            converted.headers_mut().insert(name, value.clone());
+        }
+    }
+    converted.extensions_mut().extend(parts.extensions);
+    converted
+}
+
+/// The code name of an HTTP error status that did not come from a gRPC status.
+pub fn code_for_status(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 | 415 | 422 => "INVALID_ARGUMENT",
+        401 => "UNAUTHENTICATED",
+        403 => "PERMISSION_DENIED",
+        404 => "NOT_FOUND",
+        405 => "METHOD_NOT_ALLOWED",
+        409 => "ABORTED",
+        413 => "PAYLOAD_TOO_LARGE",
+        429 => "RESOURCE_EXHAUSTED",
+        499 => "CANCELLED",
+        501 => "UNIMPLEMENTED",
+        503 => "UNAVAILABLE",
+        504 => "DEADLINE_EXCEEDED",
+        400..=499 => "FAILED_PRECONDITION",
+        _ => "INTERNAL",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_digest_comparison() {
+        let token = Token::new(Some("s3cret"));
+        let expected = token.0.unwrap();
+        assert!(constant_time_eq(&digest("s3cret"), &expected));
+        assert!(!constant_time_eq(&digest("s3cres"), &expected));
+        assert!(!constant_time_eq(&digest(""), &expected));
+        assert!(Token::new(Some("  ")).0.is_none());
+        assert!(Token::new(None).0.is_none());
+    }
+}

@@ -1,0 +1,644 @@
+//! The OpenAPI 3.0 document of the transcoded API, generated from the same descriptors and
+//! route table as the transcoding itself, with the protos' comments as descriptions.
+//!
+//! A path variable that covers several segments (`{name=runs/*}`) is written with one parameter
+//! per wildcard (`/api/v1/runs/{run}`), so every parameter is one path segment as OpenAPI wants;
+//! its description says which request field it fills.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use http::Method;
+use prost_reflect::{DescriptorPool, EnumDescriptor, FieldDescriptor, Kind, MessageDescriptor};
+use serde_json::{Map, Value as Json, json};
+
+use crate::request::{is_query_leaf, is_query_message};
+use crate::rules::{Binding, BodyRule, RouteTable};
+use crate::template::Segment;
+
+/// How deep nested request messages are flattened into query parameters.
+const MAX_QUERY_DEPTH: usize = 4;
+
+/// The OpenAPI document.
+pub fn document(pool: &DescriptorPool, table: &RouteTable) -> Json {
+    let mut generator = Generator {
+        comments: Comments::new(pool),
+        schemas: BTreeMap::new(),
+        pending: Vec::new(),
+    };
+    let mut paths: BTreeMap<String, Map<String, Json>> = BTreeMap::new();
+    let mut operation_ids: HashSet<String> = HashSet::new();
+    let mut tags: BTreeMap<String, Json> = BTreeMap::new();
+
+    // Declaration order (not match order) reads best.
+    let mut bindings: Vec<&Binding> = table.bindings().iter().collect();
+    bindings.sort_by_key(|b| (b.rpc.parent_service().full_name().to_string(), b.rpc.index()));
+    for binding in bindings {
+        let (path, mut parameters) = openapi_path(binding, &generator.comments);
+        let method = binding.method.as_str().to_ascii_lowercase();
+        let item = paths.entry(path.clone()).or_default();
+        if item.contains_key(&method) {
+            tracing::warn!(
+                path,
+                method,
+                rpc = binding.rpc.full_name(),
+                "two RPCs on one OpenAPI path; keeping the first"
+            );
+            continue;
+        }
+        let service = binding.rpc.parent_service();
+        tags.entry(service.name().to_string()).or_insert_with(|| {
+            let mut tag = json!({ "name": service.name() });
+            if let Some(doc) = generator.comments.get(service.parent_file().name(), service.path()) {
+                tag["description"] = Json::String(doc);
+            }
+            tag
+        });
+
+        let mut operation_id = binding.rpc.name().to_string();
+        if operation_ids.contains(&operation_id) {
+            operation_id = format!("{}_{}", service.name(), binding.rpc.name());
+        }
+        let mut n = 2;
+        while operation_ids.contains(&operation_id) {
+            operation_id = format!("{}_{n}", binding.rpc.name());
+            n += 1;
+        }
+        operation_ids.insert(operation_id.clone());
+
+        if !matches!(binding.body, BodyRule::Whole) {
+            let mut query = Vec::new();
+            generator.query_parameters(binding, &binding.rpc.input(), "", &[], 0, &mut query);
+            parameters.extend(query);
+        }
+
+        let mut operation = json!({
+            "operationId": operation_id,
+            "tags": [service.name()],
+            "parameters": parameters,
+            "responses": {
+                "200": {
+                    "description": "OK",
+                    "content": {"application/json": {"schema": generator.response_schema(binding)}},
+                },
+                "default": {
+                    "description": "An error: the HTTP status matches the gRPC code.",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+                },
+            },
+        });
+        let doc = generator
+            .comments
+            .get(binding.rpc.parent_file().name(), binding.rpc.path());
+        if let Some(doc) = &doc {
+            let summary = doc.split(['.', '\n']).next().unwrap_or_default().trim();
+            operation["summary"] = Json::String(summary.to_string());
+            operation["description"] = Json::String(doc.clone());
+        }
+        if let Some(body) = generator.request_body(binding) {
+            operation["requestBody"] = body;
+        }
+        if binding.method != Method::GET && binding.method != Method::HEAD {
+            operation["security"] = json!([{ "bearerAuth": [] }]);
+        }
+        item.insert(method, operation);
+    }
+
+    // Schemas of everything referenced, transitively.
+    while let Some(name) = generator.pending.pop() {
+        if generator.schemas.contains_key(&name) {
+            continue;
+        }
+        let schema = if let Some(message) = pool.get_message_by_name(&name) {
+            generator.message_schema(&message, &[])
+        } else if let Some(enumeration) = pool.get_enum_by_name(&name) {
+            generator.enum_schema(&enumeration)
+        } else {
+            json!({ "type": "object" })
+        };
+        generator.schemas.insert(name, schema);
+    }
+    let mut schemas: Map<String, Json> = generator.schemas.into_iter().collect();
+    schemas.insert("Error".into(), error_schema());
+
+    let mut paths: Map<String, Json> = paths.into_iter().map(|(k, v)| (k, Json::Object(v))).collect();
+    for (path, item) in ops_paths() {
+        paths.insert(path, item);
+    }
+
+    json!({
+        "openapi": "3.0.3",
+        "info": {
+            "title": "Outpost API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Field observations (camera, sensors, rover) over HTTP/JSON, transcoded to the \
+                Outpost gRPC services from their google.api.http annotations. Messages are proto3 JSON: \
+                lowerCamelCase names, enums by name, 64-bit integers as strings, times as RFC 3339. \
+                Write requests need `Authorization: Bearer <token>` when the gateway has a token configured.",
+        },
+        "servers": [{ "url": "/" }],
+        "tags": tags.into_values().collect::<Vec<_>>(),
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": { "bearerAuth": { "type": "http", "scheme": "bearer" } },
+        },
+    })
+}
+
+/// The OpenAPI path of a binding, with its path parameters.
+fn openapi_path(binding: &Binding, comments: &Comments) -> (String, Vec<Json>) {
+    let template = &binding.template;
+    let mut path = String::new();
+    let mut parameters = Vec::new();
+    let mut used: HashSet<String> = HashSet::new();
+    let mut unique = |base: String| {
+        let mut name = base.clone();
+        let mut n = 2;
+        while !used.insert(name.clone()) {
+            name = format!("{base}{n}");
+            n += 1;
+        }
+        name
+    };
+    for (i, segment) in template.segments.iter().enumerate() {
+        path.push('/');
+        let variable = template.variables.iter().position(|v| (v.start..v.end).contains(&i));
+        match segment {
+            Segment::Literal(literal) => path.push_str(literal),
+            Segment::Wildcard | Segment::DeepWildcard => {
+                let previous = match i.checked_sub(1).map(|j| &template.segments[j]) {
+                    Some(Segment::Literal(l)) if variable.is_some_and(|v| template.variables[v].start < i) => {
+                        Some(singular(l))
+                    }
+                    _ => None,
+                };
+                let base = match (previous, variable) {
+                    (Some(name), _) => name,
+                    (None, Some(v)) => template.variables[v].field_path.join("_"),
+                    (None, None) => "segment".to_string(),
+                };
+                let name = unique(base);
+                path.push('{');
+                path.push_str(&name);
+                path.push('}');
+
+                let mut description = match variable {
+                    Some(v) => {
+                        let var = &template.variables[v];
+                        let pattern = pattern_text(template, var.start, var.end);
+                        let mut text = format!("Part of `{}` = `{pattern}`.", var.field());
+                        let leaf = binding.path_fields[v].last().expect("a path field");
+                        // The field's comment, unless it only repeats the pattern.
+                        if let Some(doc) = comments.get(leaf.parent_file().name(), leaf.path())
+                            && doc.trim_end_matches('.').replace('`', "") != pattern
+                        {
+                            text = format!("{text} {doc}");
+                        }
+                        text
+                    }
+                    None => "Any one segment.".to_string(),
+                };
+                if *segment == Segment::DeepWildcard {
+                    description.push_str(" May contain `/`.");
+                }
+                parameters.push(json!({
+                    "name": name,
+                    "in": "path",
+                    "required": true,
+                    "description": description,
+                    "schema": { "type": "string" },
+                }));
+            }
+        }
+    }
+    if let Some(verb) = &template.verb {
+        path.push(':');
+        path.push_str(verb);
+    }
+    (path, parameters)
+}
+
+/// `runs/{run}`-style text of the segments of a variable.
+fn pattern_text(template: &crate::template::PathTemplate, start: usize, end: usize) -> String {
+    template.segments[start..end]
+        .iter()
+        .enumerate()
+        .map(|(k, s)| match s {
+            Segment::Literal(l) => l.clone(),
+            Segment::Wildcard | Segment::DeepWildcard => {
+                match k.checked_sub(1).map(|j| &template.segments[start + j]) {
+                    Some(Segment::Literal(l)) => format!("{{{}}}", singular(l)),
+                    _ => "*".to_string(),
+                }
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// `runs` → `run`, `plotJobs` → `plotJob`, `entries` → `entry`.
+fn singular(collection: &str) -> String {
+    if let Some(stem) = collection.strip_suffix("ies") {
+        format!("{stem}y")
+    } else if let Some(stem) = collection
+        .strip_suffix('s')
+        .filter(|s| !s.is_empty() && !s.ends_with(['s', 'u']))
+    {
+        stem.to_string()
+    } else {
+        format!("{collection}Id")
+    }
+}
+
+struct Generator {
+    comments: Comments,
+    schemas: BTreeMap<String, Json>,
+    pending: Vec<String>,
+}
+
+impl Generator {
+    fn reference(&mut self, full_name: &str) -> Json {
+        if !self.schemas.contains_key(full_name) {
+            self.pending.push(full_name.to_string());
+        }
+        json!({ "$ref": format!("#/components/schemas/{full_name}") })
+    }
+
+    fn response_schema(&mut self, binding: &Binding) -> Json {
+        match &binding.response_body {
+            Some(field) => self.field_schema(field),
+            None => self.message_reference(&binding.rpc.output()),
+        }
+    }
+
+    fn message_reference(&mut self, message: &MessageDescriptor) -> Json {
+        well_known(message.full_name()).unwrap_or_else(|| self.reference(message.full_name()))
+    }
+
+    fn request_body(&mut self, binding: &Binding) -> Option<Json> {
+        let schema = match &binding.body {
+            BodyRule::None => return None,
+            BodyRule::Field(field) => self.field_schema(field),
+            BodyRule::Whole => {
+                let bound: Vec<FieldDescriptor> = binding
+                    .path_fields
+                    .iter()
+                    .filter(|p| p.len() == 1)
+                    .map(|p| p[0].clone())
+                    .collect();
+                if bound.is_empty() {
+                    self.message_reference(&binding.rpc.input())
+                } else {
+                    // The path's fields are not read from the body.
+                    self.message_schema(&binding.rpc.input(), &bound)
+                }
+            }
+        };
+        Some(json!({ "required": false, "content": { "application/json": { "schema": schema } } }))
+    }
+
+    fn query_parameters(
+        &mut self,
+        binding: &Binding,
+        message: &MessageDescriptor,
+        prefix: &str,
+        parents: &[FieldDescriptor],
+        depth: usize,
+        out: &mut Vec<Json>,
+    ) {
+        for field in message.fields() {
+            if depth == 0 && binding.binds_top_level(&field) {
+                continue;
+            }
+            let mut path = parents.to_vec();
+            path.push(field.clone());
+            if binding.path_fields.contains(&path) {
+                continue;
+            }
+            let name = format!("{prefix}{}", field.json_name());
+            if field.is_map() {
+                continue; // `name[key]=value` works, but OpenAPI 3.0 cannot describe it as a form parameter.
+            }
+            if is_query_leaf(&field) {
+                let mut schema = self.field_schema(&field);
+                if let Some(doc) = self.comments.get(field.parent_file().name(), field.path()) {
+                    schema.as_object_mut().map(|s| s.remove("description"));
+                    let mut parameter = json!({ "name": name, "in": "query", "description": doc, "schema": schema });
+                    if field.is_list() {
+                        parameter["style"] = json!("form");
+                        parameter["explode"] = json!(true);
+                    }
+                    out.push(parameter);
+                } else {
+                    out.push(json!({ "name": name, "in": "query", "schema": schema }));
+                }
+            } else if let Kind::Message(inner) = field.kind()
+                && !field.is_list()
+                && depth + 1 < MAX_QUERY_DEPTH
+                && !parents.iter().any(|p| p.kind().as_message() == Some(&inner))
+            {
+                self.query_parameters(binding, &inner, &format!("{name}."), &path, depth + 1, out);
+            }
+        }
+    }
+
+    fn field_schema(&mut self, field: &FieldDescriptor) -> Json {
+        let mut schema = if field.is_map() {
+            let entry = field.kind().as_message().cloned().expect("a map field has an entry");
+            json!({ "type": "object", "additionalProperties": self.kind_schema(&entry.map_entry_value_field().kind()) })
+        } else if field.is_list() {
+            json!({ "type": "array", "items": self.kind_schema(&field.kind()) })
+        } else {
+            self.kind_schema(&field.kind())
+        };
+        let doc = self.comments.get(field.parent_file().name(), field.path());
+        let output_only = doc.as_deref().is_some_and(|d| d.contains("Output only"));
+        if doc.is_some() || output_only {
+            if schema.get("$ref").is_some() {
+                schema = json!({ "allOf": [schema] });
+            }
+            if let Some(doc) = doc {
+                schema["description"] = Json::String(doc);
+            }
+            if output_only {
+                schema["readOnly"] = Json::Bool(true);
+            }
+        }
+        schema
+    }
+
+    fn kind_schema(&mut self, kind: &Kind) -> Json {
+        match kind {
+            Kind::Double => json!({ "type": "number", "format": "double" }),
+            Kind::Float => json!({ "type": "number", "format": "float" }),
+            Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => json!({ "type": "integer", "format": "int32" }),
+            Kind::Uint32 | Kind::Fixed32 => json!({ "type": "integer", "format": "int64", "minimum": 0 }),
+            Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => json!({ "type": "string", "format": "int64" }),
+            Kind::Uint64 | Kind::Fixed64 => json!({ "type": "string", "format": "uint64" }),
+            Kind::Bool => json!({ "type": "boolean" }),
+            Kind::String => json!({ "type": "string" }),
+            Kind::Bytes => json!({ "type": "string", "format": "byte" }),
+            Kind::Enum(e) if e.full_name() == "google.protobuf.NullValue" => json!({ "nullable": true }),
+            Kind::Enum(e) => self.reference(e.full_name()),
+            Kind::Message(m) => self.message_reference(m),
+        }
+    }
+
+    fn message_schema(&mut self, message: &MessageDescriptor, exclude: &[FieldDescriptor]) -> Json {
+        let mut properties = Map::new();
+        for field in message.fields() {
+            if exclude.contains(&field) {
+                continue;
+            }
+            properties.insert(field.json_name().to_string(), self.field_schema(&field));
+        }
+        let mut schema = json!({ "type": "object", "properties": properties });
+        let mut description = self
+            .comments
+            .get(message.parent_file().name(), message.path())
+            .unwrap_or_default();
+        for oneof in message.oneofs().filter(|o| !o.is_synthetic()) {
+            let names: Vec<String> = oneof.fields().map(|f| f.json_name().to_string()).collect();
+            if !description.is_empty() {
+                description.push_str("\n\n");
+            }
+            description.push_str(&format!("At most one of: {}.", names.join(", ")));
+        }
+        if !description.is_empty() {
+            schema["description"] = Json::String(description);
+        }
+        schema
+    }
+
+    fn enum_schema(&mut self, enumeration: &EnumDescriptor) -> Json {
+        let names: Vec<String> = enumeration.values().map(|v| v.name().to_string()).collect();
+        let file = enumeration.parent_file();
+        let mut description = self.comments.get(file.name(), enumeration.path()).unwrap_or_default();
+        for value in enumeration.values() {
+            let doc = self.comments.get(file.name(), value.path()).unwrap_or_default();
+            description.push_str(&format!("\n- `{}`: {}", value.name(), doc.replace('\n', " ")));
+        }
+        json!({
+            "type": "string",
+            "enum": names,
+            "description": format!("{}\n\nGiven by name or number; answered by name.", description.trim()),
+        })
+    }
+}
+
+/// The schema of a well-known type, inline; `None` for other messages.
+fn well_known(full_name: &str) -> Option<Json> {
+    let scalar = |t: &str, f: Option<&str>| {
+        let mut s = json!({ "type": t, "nullable": true });
+        if let Some(f) = f {
+            s["format"] = json!(f);
+        }
+        s
+    };
+    Some(match full_name {
+        "google.protobuf.Timestamp" => json!({ "type": "string", "format": "date-time" }),
+        "google.protobuf.Duration" => {
+            json!({ "type": "string", "pattern": "^-?[0-9]+(\\.[0-9]{1,9})?s$", "example": "3.5s" })
+        }
+        "google.protobuf.Struct" => json!({ "type": "object", "additionalProperties": true }),
+        "google.protobuf.Value" => json!({ "description": "Any JSON value." }),
+        "google.protobuf.ListValue" => json!({ "type": "array", "items": {} }),
+        "google.protobuf.Empty" => json!({ "type": "object" }),
+        "google.protobuf.FieldMask" => json!({ "type": "string", "example": "name,displayName" }),
+        "google.protobuf.Any" => json!({
+            "type": "object",
+            "properties": { "@type": { "type": "string" } },
+            "additionalProperties": true,
+        }),
+        "google.protobuf.DoubleValue" => scalar("number", Some("double")),
+        "google.protobuf.FloatValue" => scalar("number", Some("float")),
+        "google.protobuf.Int64Value" => scalar("string", Some("int64")),
+        "google.protobuf.UInt64Value" => scalar("string", Some("uint64")),
+        "google.protobuf.Int32Value" => scalar("integer", Some("int32")),
+        "google.protobuf.UInt32Value" => scalar("integer", Some("int64")),
+        "google.protobuf.BoolValue" => scalar("boolean", None),
+        "google.protobuf.StringValue" => scalar("string", None),
+        "google.protobuf.BytesValue" => scalar("string", Some("byte")),
+        other if is_query_message(other) => json!({ "type": "string" }),
+        _ => return None,
+    })
+}
+
+fn error_schema() -> Json {
+    json!({
+        "type": "object",
+        "required": ["error"],
+        "description": "Every error, from a service or from the gateway.",
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message"],
+                "properties": {
+                    "code": {
+                        "type": "string",
+                        "description": "The gRPC code name (or METHOD_NOT_ALLOWED, PAYLOAD_TOO_LARGE for the gateway's own).",
+                        "example": "NOT_FOUND",
+                    },
+                    "message": { "type": "string" },
+                    "details": {
+                        "type": "array",
+                        "nullable": true,
+                        "description": "The google.rpc.Status details, each with its @type.",
+                        "items": { "type": "object", "additionalProperties": true },
+                    },
+                },
+            },
+        },
+    })
+}
+
+/// The gateway's own routes.
+fn ops_paths() -> Vec<(String, Json)> {
+    let plain = |summary: &str, id: &str, content: Json| {
+        json!({ "get": {
+            "operationId": id,
+            "tags": ["Gateway"],
+            "summary": summary,
+            "responses": { "200": { "description": "OK", "content": content } },
+        }})
+    };
+    let object = json!({ "application/json": { "schema": { "type": "object", "additionalProperties": true } } });
+    let mut readyz = plain(
+        "Readiness of every service and its dependencies.",
+        "Readiness",
+        object.clone(),
+    );
+    readyz["get"]["responses"]["503"] =
+        json!({ "description": "Some service or dependency is not serving.", "content": object.clone() });
+    vec![
+        (
+            "/healthz".into(),
+            plain("Liveness of the gateway.", "Health", object.clone()),
+        ),
+        ("/readyz".into(), readyz),
+        (
+            "/version".into(),
+            plain("The product's name and version.", "Version", object),
+        ),
+        (
+            "/metrics".into(),
+            plain(
+                "Prometheus metrics.",
+                "Metrics",
+                json!({ "text/plain": { "schema": { "type": "string" } } }),
+            ),
+        ),
+    ]
+}
+
+/// Leading (or trailing) comments of the descriptors, by file and source path.
+struct Comments(HashMap<(String, Vec<i32>), String>);
+
+impl Comments {
+    fn new(pool: &DescriptorPool) -> Self {
+        let mut map = HashMap::new();
+        for file in pool.files() {
+            let Some(info) = &file.file_descriptor_proto().source_code_info else {
+                continue;
+            };
+            for location in &info.location {
+                let text = location
+                    .leading_comments
+                    .as_deref()
+                    .or(location.trailing_comments.as_deref());
+                let Some(text) = text.map(clean_comment).filter(|t| !t.is_empty()) else {
+                    continue;
+                };
+                map.insert((file.name().to_string(), location.path.clone()), text);
+            }
+        }
+        Self(map)
+    }
+
+    fn get(&self, file: &str, path: &[i32]) -> Option<String> {
+        self.0.get(&(file.to_string(), path.to_vec())).cloned()
+    }
+}
+
+fn clean_comment(text: &str) -> String {
+    text.lines()
+        .map(|l| l.strip_prefix(' ').unwrap_or(l).trim_end())
+        .collect::<Vec<_>>()
+        .join("\n")
+        .trim()
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn singular_names() {
+        assert_eq!(singular("runs"), "run");
+        assert_eq!(singular("plotJobs"), "plotJob");
+        assert_eq!(singular("devices"), "device");
+        assert_eq!(singular("entries"), "entry");
+        assert_eq!(singular("status"), "statusId");
+        assert_eq!(singular("class"), "classId");
+        assert_eq!(singular("data"), "dataId");
+    }
+
+    #[test]
+    fn documents_paths_parameters_and_comments() {
+        let pool = DescriptorPool::decode(outpost_api::FILE_DESCRIPTOR_SET).unwrap();
+        let table = RouteTable::from_pool(&pool).unwrap();
+        let doc = document(&pool, &table);
+        let op = &doc["paths"]["/api/v1/devices/{device}/sensors/{sensor}/currentValue"]["get"];
+        assert_eq!(op["operationId"], "GetCurrentValue");
+        let names: Vec<&str> = op["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["device", "sensor"]);
+        assert!(op["description"].as_str().unwrap().contains("newest time"), "{op}");
+
+        let op = &doc["paths"]["/api/v1/runs/{run}:cancel"]["post"];
+        assert_eq!(op["operationId"], "CancelRun");
+        assert_eq!(op["security"], json!([{ "bearerAuth": [] }]));
+        // body "*" with the path's field left out of the body schema.
+        let body = &op["requestBody"]["content"]["application/json"]["schema"];
+        assert!(body["properties"].get("name").is_none(), "{body}");
+
+        let op = &doc["paths"]["/api/v1/images"]["get"];
+        let params: Vec<&str> = op["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        assert!(params.contains(&"pageSize") && params.contains(&"reviewState") && params.contains(&"startTime"));
+        let schemas = &doc["components"]["schemas"];
+        assert_eq!(schemas["outpost.media.v1.ReviewState"]["type"], "string");
+        assert_eq!(
+            schemas["outpost.media.v1.Image"]["properties"]["sizeBytes"]["type"],
+            "string"
+        );
+        assert_eq!(
+            schemas["outpost.media.v1.Image"]["properties"]["sizeBytes"]["readOnly"],
+            true
+        );
+        assert_eq!(
+            schemas["outpost.media.v1.Image"]["properties"]["takenTime"]["format"],
+            "date-time"
+        );
+        assert_eq!(
+            schemas["outpost.telemetry.v1.Waypoint"]["properties"]["extra"]["type"],
+            "object"
+        );
+
+        // Every $ref resolves.
+        let text = doc.to_string();
+        for part in text.split("\"#/components/schemas/").skip(1) {
+            let name = &part[..part.find('"').unwrap()];
+            assert!(schemas.get(name).is_some(), "dangling $ref {name}");
+        }
+    }
+}
