@@ -1,1 +1,173 @@
+//! The ingest service: ingest runs (one load of one source, with progress, counts and errors),
+//! the openSenseMap source, and readings taken from Redis pub/sub, a Redis stream with a
+//! consumer group, and clients (`PushReadings`), all written to telemetry.
 
+mod api;
+pub mod boxes;
+pub mod metrics;
+pub mod model;
+pub mod opensensemap;
+pub mod progress;
+pub mod pubsub;
+pub mod push;
+pub mod reading;
+pub mod runs;
+mod store;
+pub mod stream;
+pub mod telemetry;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::Duration;
+
+use outpost_api::ingest::v1::ingest_service_server::IngestServiceServer;
+use outpost_kit::config::Config;
+use outpost_kit::server::GrpcServer;
+use outpost_kit::storage::{Migrations, QueueOptions, Storage};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+pub use reading::{ParseError, Reading, parse_sensor_message};
+pub use stream::{StreamOptions, consume_stream};
+
+/// How long in-flight runs and consumers get to finish at shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Settings of the ingest service.
+#[derive(clap::Args, Clone, Debug)]
+pub struct IngestConfig {
+    /// Base URL of openSenseMap (ingest fetches `{url}/boxes?full=true`, nothing else).
+    #[arg(long, env = "OUTPOST_OPENSENSEMAP_URL", default_value = "https://api.opensensemap.org", value_parser = parse_base_url)]
+    pub opensensemap_url: String,
+    /// Seconds between scheduled openSenseMap loads, 0 = only on demand.
+    #[arg(long, env = "OUTPOST_OPENSENSEMAP_INTERVAL_SECONDS", default_value = "0")]
+    pub opensensemap_interval_seconds: u64,
+    /// Redis pub/sub channel of sensor messages (prefixed by the namespace).
+    #[arg(long, env = "OUTPOST_SENSOR_CHANNEL", default_value = "sensor_stream", value_parser = parse_redis_key)]
+    pub sensor_channel: String,
+    /// Redis stream of sensor messages, read by the consumer group `ingest` (prefixed by the
+    /// namespace; malformed entries go to `{stream}:dead`).
+    #[arg(long, env = "OUTPOST_SENSOR_STREAM", default_value = "sensor_readings", value_parser = parse_redis_key)]
+    pub sensor_stream: String,
+}
+
+impl Default for IngestConfig {
+    /// The defaults, as when no flag or variable is set.
+    fn default() -> Self {
+        IngestConfig {
+            opensensemap_url: "https://api.opensensemap.org".into(),
+            opensensemap_interval_seconds: 0,
+            sensor_channel: "sensor_stream".into(),
+            sensor_stream: "sensor_readings".into(),
+        }
+    }
+}
+
+fn parse_base_url(value: &str) -> Result<String, String> {
+    let url = reqwest::Url::parse(value).map_err(|e| format!("not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err("must be an http:// or https:// URL with a host".into());
+    }
+    Ok(value.trim_end_matches('/').to_string())
+}
+
+fn parse_redis_key(value: &str) -> Result<String, String> {
+    if value.is_empty() || value.len() > 200 || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("must be 1 to 200 characters without spaces".into());
+    }
+    Ok(value.to_string())
+}
+
+/// The service's migrations, per backend.
+pub fn migrations() -> Migrations {
+    Migrations {
+        sqlite: sqlx::migrate!("migrations/sqlite"),
+        postgres: sqlx::migrate!("migrations/postgres"),
+    }
+}
+
+/// Serves ingest on its configured address until `shutdown` resolves.
+pub async fn serve(
+    config: Config,
+    ingest: IngestConfig,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(config.ingest_addr).await.map_err(|e| {
+        anyhow::anyhow!(
+            "invalid setting OUTPOST_INGEST_ADDR: cannot listen on {}: {e}",
+            config.ingest_addr
+        )
+    })?;
+    serve_on(config, ingest, listener, shutdown).await
+}
+
+/// Serves ingest on `listener` until `shutdown` resolves; then stops its consumers (flushing
+/// what they hold) and its runs.
+pub async fn serve_on(
+    config: Config,
+    ingest: IngestConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    metrics::init();
+    let storage = Storage::open(&config.storage(), "ingest", migrations()).await?;
+    let telemetry = telemetry::Telemetry::connect(&config.telemetry_endpoint(), config.rpc_timeout())?;
+    let osem = opensensemap::OpenSenseMap::new(&ingest.opensensemap_url, telemetry.clone())?;
+    let runs = runs::Runs::new(storage.db.clone(), HashMap::from([opensensemap::loader(osem)]));
+    runs.fail_interrupted().await?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stop = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+    let mut background = JoinSet::new();
+    if let Some(url) = storage.redis_url() {
+        let channel = format!("{}{}", storage.namespace(), ingest.sensor_channel);
+        background.spawn(pubsub::consume_channel(
+            url.to_string(),
+            channel,
+            telemetry.clone(),
+            stop(),
+        ));
+    }
+    let queue = storage.stream_queue(&ingest.sensor_stream, stream::GROUP, QueueOptions::default());
+    let dead = storage.stream_queue(
+        &stream::dead_letter_key(&ingest.sensor_stream),
+        stream::GROUP,
+        QueueOptions::default(),
+    );
+    if let (Some(queue), Some(dead)) = (queue, dead) {
+        let options = StreamOptions::new(stream::consumer_name());
+        background.spawn(consume_stream(queue, dead, telemetry.clone(), options, stop()));
+    }
+    if ingest.opensensemap_interval_seconds > 0 {
+        let every = Duration::from_secs(ingest.opensensemap_interval_seconds);
+        background.spawn(opensensemap::schedule(runs.clone(), every, stop()));
+    }
+
+    let mut dependencies = storage.dependencies();
+    dependencies.push(telemetry.dependency());
+    let service = IngestServiceServer::new(api::IngestApi::new(runs.clone(), telemetry));
+    let stopping = async {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    };
+    let result = GrpcServer::new(outpost_api::names::INGEST)
+        .add_service(service)
+        .dependencies(dependencies)
+        .serve(listener, stopping)
+        .await;
+    let _ = stop_tx.send(true);
+    runs.shutdown(SHUTDOWN_GRACE).await;
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while background.join_next().await.is_some() {}
+    });
+    if drained.await.is_err() {
+        tracing::warn!("ingest consumers did not stop in time");
+    }
+    result
+}

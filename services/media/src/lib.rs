@@ -37,8 +37,7 @@ pub async fn serve_on(
 ) -> anyhow::Result<()> {
     let storage = Storage::open(&config.storage(), "media", migrations()).await?;
     let objects = storage.objects().await?;
-    let mut dependencies = storage.dependencies();
-    dependencies.push(objects.dependency());
+    let dependencies = storage.dependencies();
     let service = api::MediaApi::new(ObjectStore::new(storage.db.clone(), objects));
     let grpc = MediaServiceServer::new(service)
         .max_decoding_message_size(MAX_OBJECT_BYTES + 64 * 1024)
