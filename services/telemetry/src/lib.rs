@@ -2,6 +2,8 @@
 //! with their cache; snapshots of the current values go to media. Tracks and waypoints come
 //! with a later issue.
 
+#![warn(missing_docs)]
+
 pub mod aggregate;
 mod api;
 pub mod current_values;
@@ -44,13 +46,19 @@ pub struct TelemetryConfig {
 
 impl Default for TelemetryConfig {
     fn default() -> Self {
-        Self { aggregate_cache_seconds: 300, aggregate_window_seconds: 3600 }
+        Self {
+            aggregate_cache_seconds: 300,
+            aggregate_window_seconds: 3600,
+        }
     }
 }
 
 /// The service's migrations, per backend.
 pub fn migrations() -> Migrations {
-    Migrations { sqlite: sqlx::migrate!("migrations/sqlite"), postgres: sqlx::migrate!("migrations/postgres") }
+    Migrations {
+        sqlite: sqlx::migrate!("migrations/sqlite"),
+        postgres: sqlx::migrate!("migrations/postgres"),
+    }
 }
 
 /// Serves telemetry on its configured address until `shutdown` resolves.
@@ -72,7 +80,10 @@ pub async fn serve_on(
 ) -> anyhow::Result<()> {
     metrics::init();
     let storage = Storage::open(&config.storage(), "telemetry", migrations()).await?;
-    let media = MediaServiceClient::new(outpost_kit::client::traced(&config.media_endpoint(), config.rpc_timeout())?);
+    let media = MediaServiceClient::new(outpost_kit::client::traced(
+        &config.media_endpoint(),
+        config.rpc_timeout(),
+    )?);
     let keys = Arc::new(sensor_keys::SensorKeys::default());
     let readings = Readings::with_keys(storage.db.clone(), keys.clone());
     let devices = devices::Devices::new(storage.db.clone(), keys);
@@ -92,4 +103,32 @@ pub async fn serve_on(
         .dependencies(storage.dependencies())
         .serve(listener, shutdown)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Args {
+        #[command(flatten)]
+        telemetry: TelemetryConfig,
+    }
+
+    #[test]
+    fn defaults_match_and_ranges_name_the_setting() {
+        let parsed = Args::try_parse_from(["outpost"]).unwrap().telemetry;
+        assert_eq!(parsed, TelemetryConfig::default());
+        let parsed = Args::try_parse_from(["outpost", "--aggregate-cache-seconds", "0"]).unwrap();
+        assert_eq!(parsed.telemetry.aggregate_cache_seconds, 0);
+        let err = Args::try_parse_from(["outpost", "--aggregate-cache-seconds", "86401"])
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("--aggregate-cache-seconds"), "{err}");
+        let err = Args::try_parse_from(["outpost", "--aggregate-window-seconds", "0"])
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("--aggregate-window-seconds"), "{err}");
+    }
 }

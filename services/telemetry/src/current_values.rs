@@ -1,0 +1,42 @@
+//! The current-value view: per sensor, the reading with the newest time (whatever order the
+//! readings came in), kept by the write transaction.
+
+use outpost_kit::error::{Error, Result};
+use outpost_kit::storage::Db;
+
+use crate::devices::{pair_page, pair_token};
+use crate::names::{check_id, sensor_name};
+use crate::readings::Reading;
+use crate::store::{self, CurrentFilter};
+
+/// A sensor's current value; NOT_FOUND when it has none.
+pub async fn get(db: &Db, device: &str, sensor: &str) -> Result<Reading> {
+    store::get_current(db, device, sensor)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("{}/currentValue", sensor_name(device, sensor))))
+}
+
+/// A page of current values by device, then sensor, and the next page's token. Empty filters
+/// match everything.
+pub async fn list(
+    db: &Db,
+    filter: CurrentFilter<'_>,
+    page_size: i32,
+    page_token: &str,
+) -> Result<(Vec<Reading>, String)> {
+    for (field, value) in [
+        ("device", filter.device),
+        ("sensor", filter.sensor),
+        ("kind", filter.kind),
+    ] {
+        if !value.is_empty() {
+            check_id(field, value)?;
+        }
+    }
+    let (limit, after) = pair_page(page_size, page_token)?;
+    let mut rows = store::list_current(db, filter, (&after.0, &after.1), limit + 1).await?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let next = pair_token(more, rows.last().map(|r| (r.device.as_str(), r.sensor.as_str())));
+    Ok((rows, next))
+}
