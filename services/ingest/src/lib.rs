@@ -31,6 +31,8 @@ use tokio::task::JoinSet;
 pub use reading::{ParseError, Reading, parse_sensor_message};
 pub use stream::{StreamOptions, consume_stream};
 
+/// Largest gRPC message ingest takes.
+const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 /// How long in-flight runs and consumers get to finish at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -40,7 +42,7 @@ pub struct IngestConfig {
     /// Base URL of openSenseMap (ingest fetches `{url}/boxes?full=true`, nothing else).
     #[arg(long, env = "OUTPOST_OPENSENSEMAP_URL", default_value = "https://api.opensensemap.org", value_parser = parse_base_url)]
     pub opensensemap_url: String,
-    /// Seconds between scheduled openSenseMap loads, 0 = only on demand.
+    /// Seconds between scheduled openSenseMap loads (the first at start), 0 = only on demand.
     #[arg(long, env = "OUTPOST_OPENSENSEMAP_INTERVAL_SECONDS", default_value = "0")]
     pub opensensemap_interval_seconds: u64,
     /// Redis pub/sub channel of sensor messages (prefixed by the namespace).
@@ -151,10 +153,15 @@ pub async fn serve_on(
 
     let mut dependencies = storage.dependencies();
     dependencies.push(telemetry.dependency());
-    let service = IngestServiceServer::new(api::IngestApi::new(runs.clone(), telemetry));
+    // A pushed batch of 10000 readings with long names is more than tonic's default 4 MiB.
+    let service = IngestServiceServer::new(api::IngestApi::new(runs.clone(), telemetry))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    // Runs and consumers stop when the signal comes, so that watch streams end and the
+    // server's drain of in-flight calls does not wait for them.
     let stopping = async {
         shutdown.await;
         let _ = stop_tx.send(true);
+        runs.stop_all();
     };
     let result = GrpcServer::new(outpost_api::names::INGEST)
         .add_service(service)

@@ -1,0 +1,184 @@
+//! gRPC handlers of the ingest service: validate, call the domain, map errors.
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+
+use futures::{Stream, StreamExt as _};
+use outpost_api::ingest::v1::{self as pb, RunState, Source, ingest_service_server::IngestService};
+use outpost_kit::error::Error;
+use outpost_kit::paging;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::push::{MAX_PUSH_BATCH, PushSummary};
+use crate::runs::Runs;
+use crate::telemetry::Telemetry;
+use crate::{metrics, model};
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// The ingest service's handlers.
+pub struct IngestApi {
+    runs: Runs,
+    telemetry: Telemetry,
+}
+
+impl IngestApi {
+    /// Handlers over `runs`, writing pushed readings to `telemetry`.
+    pub fn new(runs: Runs, telemetry: Telemetry) -> Self {
+        IngestApi { runs, telemetry }
+    }
+}
+
+/// The `{run}` of `runs/{run}` in `field`.
+fn run_id(field: &str, name: &str) -> Result<String, Error> {
+    let id = name.strip_prefix("runs/").unwrap_or_default();
+    let valid = (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !valid {
+        return Err(Error::invalid(
+            field,
+            format!("{name:?} is not a run name (runs/{{run}})"),
+        ));
+    }
+    Ok(id.to_string())
+}
+
+fn source_filter(value: i32) -> Result<Option<Source>, Error> {
+    match Source::try_from(value) {
+        Ok(Source::Unspecified) => Ok(None),
+        Ok(source) => Ok(Some(source)),
+        Err(_) => Err(Error::invalid("source", format!("{value} is not a source"))),
+    }
+}
+
+fn state_filter(value: i32) -> Result<Option<RunState>, Error> {
+    match RunState::try_from(value) {
+        Ok(RunState::Unspecified) => Ok(None),
+        Ok(state) => Ok(Some(state)),
+        Err(_) => Err(Error::invalid("state", format!("{value} is not a run state"))),
+    }
+}
+
+#[tonic::async_trait]
+impl IngestService for IngestApi {
+    async fn create_run(
+        &self,
+        request: Request<pb::CreateRunRequest>,
+    ) -> Result<Response<pb::CreateRunResponse>, Status> {
+        let run = request
+            .into_inner()
+            .run
+            .ok_or_else(|| Error::invalid("run", "required"))?;
+        let source = match source_filter(run.source).map_err(|_| Error::invalid("run.source", "not a source"))? {
+            Some(source) => source,
+            None => return Err(Error::invalid("run.source", "required").into()),
+        };
+        if !self.runs.supports(source) {
+            return Err(Status::unimplemented(format!(
+                "loading {} sources is not implemented yet",
+                model::source_name(source)
+            )));
+        }
+        let parameters: BTreeMap<String, String> = run.parameters.into_iter().collect();
+        let run = self.runs.create(source, parameters).await?;
+        Ok(Response::new(pb::CreateRunResponse { run: Some(run.to_pb()) }))
+    }
+
+    async fn get_run(&self, request: Request<pb::GetRunRequest>) -> Result<Response<pb::GetRunResponse>, Status> {
+        let id = run_id("name", &request.into_inner().name)?;
+        let run = self.runs.get(&id).await?;
+        Ok(Response::new(pb::GetRunResponse { run: Some(run.to_pb()) }))
+    }
+
+    async fn list_runs(&self, request: Request<pb::ListRunsRequest>) -> Result<Response<pb::ListRunsResponse>, Status> {
+        let request = request.into_inner();
+        let limit = paging::page_size(request.page_size, 50, 1000)?;
+        let offset = paging::decode_offset(&request.page_token)?;
+        let source = source_filter(request.source)?;
+        let state = state_filter(request.state)?;
+        let mut runs = self.runs.list(source, state, offset, limit + 1).await?;
+        let next_page_token = if runs.len() as i64 > limit {
+            runs.truncate(limit as usize);
+            paging::encode_token(&(offset + limit).to_string())
+        } else {
+            String::new()
+        };
+        Ok(Response::new(pb::ListRunsResponse {
+            runs: runs.iter().map(model::Run::to_pb).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn delete_run(
+        &self,
+        request: Request<pb::DeleteRunRequest>,
+    ) -> Result<Response<pb::DeleteRunResponse>, Status> {
+        let id = run_id("name", &request.into_inner().name)?;
+        self.runs.delete(&id).await?;
+        Ok(Response::new(pb::DeleteRunResponse {}))
+    }
+
+    async fn cancel_run(
+        &self,
+        request: Request<pb::CancelRunRequest>,
+    ) -> Result<Response<pb::CancelRunResponse>, Status> {
+        let id = run_id("name", &request.into_inner().name)?;
+        let run = self.runs.cancel(&id).await?;
+        Ok(Response::new(pb::CancelRunResponse { run: Some(run.to_pb()) }))
+    }
+
+    type WatchRunStream = BoxStream<pb::WatchRunResponse>;
+
+    async fn watch_run(&self, request: Request<pb::WatchRunRequest>) -> Result<Response<Self::WatchRunStream>, Status> {
+        let id = run_id("name", &request.into_inner().name)?;
+        let changes = self.runs.watch(&id).await?;
+        let stream = ReceiverStream::new(changes).map(|run| Ok(pb::WatchRunResponse { run: Some(run.to_pb()) }));
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn push_readings(
+        &self,
+        request: Request<Streaming<pb::PushReadingsRequest>>,
+    ) -> Result<Response<pb::PushReadingsResponse>, Status> {
+        let mut batches = request.into_inner();
+        let mut summary = PushSummary::default();
+        let mut batch = 0;
+        while let Some(message) = batches.message().await? {
+            if message.readings.len() > MAX_PUSH_BATCH {
+                return Err(Error::invalid(
+                    "readings",
+                    format!(
+                        "{} readings in one message; at most {MAX_PUSH_BATCH}",
+                        message.readings.len()
+                    ),
+                )
+                .into());
+            }
+            let before = summary.rejected;
+            let valid = summary.check_batch(batch, &message.readings);
+            for _ in before..summary.rejected {
+                metrics::malformed(metrics::source::PUSH);
+            }
+            if !valid.is_empty() {
+                let readings: Vec<_> = valid.iter().map(|r| r.to_telemetry()).collect();
+                self.telemetry.write(&readings).await.map_err(|status| {
+                    Status::new(
+                        status.code(),
+                        format!("telemetry did not commit batch {batch}: {}", status.message()),
+                    )
+                })?;
+                summary.accepted += valid.len() as i64;
+                metrics::readings(metrics::source::PUSH, valid.len() as u64);
+            }
+            batch += 1;
+        }
+        Ok(Response::new(summary.to_pb()))
+    }
+
+    async fn upload_source(
+        &self,
+        _request: Request<Streaming<pb::UploadSourceRequest>>,
+    ) -> Result<Response<pb::UploadSourceResponse>, Status> {
+        Err(Status::unimplemented("UploadSource is not implemented yet"))
+    }
+}

@@ -1,0 +1,246 @@
+//! Readings as ingest takes them in: the sensor hub's message format (one parser for Redis
+//! pub/sub, Redis streams and HTTP) and the checks every reading passes before telemetry.
+
+use chrono::{DateTime, NaiveDateTime};
+use outpost_api::telemetry::v1 as telemetry;
+use outpost_kit::time::to_timestamp;
+use serde_json::Value;
+
+/// The device of a reading that names none.
+pub const DEFAULT_DEVICE: &str = "default";
+
+/// Longest unit, in characters.
+const MAX_UNIT_CHARS: usize = 32;
+
+/// One reading, checked and ready for telemetry.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Reading {
+    /// The device id.
+    pub device: String,
+    /// The sensor id, such as `temperature`.
+    pub sensor: String,
+    /// The value (finite).
+    pub value: f64,
+    /// The unit, when given.
+    pub unit: Option<String>,
+    /// When it was measured, µs since the epoch, UTC.
+    pub time: i64,
+}
+
+impl Reading {
+    /// The reading as telemetry writes it (the sensor's kind is its id).
+    pub fn to_telemetry(&self) -> telemetry::Reading {
+        telemetry::Reading {
+            device: self.device.clone(),
+            sensor: self.sensor.clone(),
+            value: self.value,
+            time: Some(to_timestamp(self.time)),
+            unit: self.unit.clone().unwrap_or_default(),
+            kind: self.sensor.clone(),
+        }
+    }
+}
+
+/// Why a message is not a reading: the field and the reason.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct ParseError {
+    /// The field (`message` when the message as a whole is unreadable).
+    pub field: &'static str,
+    /// Why.
+    pub reason: String,
+}
+
+fn error(field: &'static str, reason: impl Into<String>) -> ParseError {
+    ParseError {
+        field,
+        reason: reason.into(),
+    }
+}
+
+/// Parses one sensor message: a JSON object such as
+/// `{"sensor": "temperature", "value": 14, "timestamp": "2024-12-01 12:00:00"}`.
+///
+/// `value` is a number or a numeric string; `timestamp` is `YYYY-MM-DD HH:MM:SS[.fff]` (UTC,
+/// a `T` instead of the space works too) or RFC 3339 with an offset; `device` (default
+/// `default`) and `unit` are optional; other fields are ignored.
+pub fn parse_sensor_message(bytes: &[u8]) -> Result<Reading, ParseError> {
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| error("message", format!("not JSON: {e}")))?;
+    let Value::Object(fields) = value else {
+        return Err(error("message", "not a JSON object"));
+    };
+    let text = |field: &'static str| -> Result<Option<&str>, ParseError> {
+        match fields.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.as_str())),
+            Some(_) => Err(error(field, "must be a string")),
+        }
+    };
+    let sensor = text("sensor")?.ok_or_else(|| error("sensor", "required"))?;
+    let device = text("device")?.filter(|d| !d.is_empty()).unwrap_or(DEFAULT_DEVICE);
+    let unit = text("unit")?.filter(|u| !u.is_empty());
+    let value = match fields.get("value") {
+        None | Some(Value::Null) => return Err(error("value", "required")),
+        Some(Value::Number(n)) => n.as_f64().ok_or_else(|| error("value", "not a number"))?,
+        Some(Value::String(s)) => s
+            .trim()
+            .parse::<f64>()
+            .map_err(|_| error("value", format!("{s:?} is not a number")))?,
+        Some(_) => return Err(error("value", "must be a number or a numeric string")),
+    };
+    let time = parse_time(text("timestamp")?.ok_or_else(|| error("timestamp", "required"))?)?;
+    check(device, sensor, value, unit, time)
+}
+
+/// A timestamp as µs UTC: RFC 3339, or a naive `YYYY-MM-DD HH:MM:SS[.fff]` taken as UTC.
+pub fn parse_time(text: &str) -> Result<i64, ParseError> {
+    let text = text.trim();
+    if let Ok(time) = DateTime::parse_from_rfc3339(text) {
+        return Ok(time.timestamp_micros());
+    }
+    for format in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"] {
+        if let Ok(time) = NaiveDateTime::parse_from_str(text, format) {
+            return Ok(time.and_utc().timestamp_micros());
+        }
+    }
+    Err(error(
+        "timestamp",
+        format!("{text:?} is not YYYY-MM-DD HH:MM:SS or RFC 3339"),
+    ))
+}
+
+/// Whether `id` is a valid device or sensor id: 1 to 128 of letters, digits, `-`, `_`, `.`.
+pub fn valid_id(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// Checks the parts of a reading (ids, a finite value, a short unit, a time in years 1 to 9999)
+/// and assembles it.
+pub fn check(device: &str, sensor: &str, value: f64, unit: Option<&str>, time: i64) -> Result<Reading, ParseError> {
+    const ID_RULE: &str = "must be 1 to 128 of letters, digits, '-', '_', '.'";
+    if !valid_id(device) {
+        return Err(error("device", format!("{device:?} {ID_RULE}")));
+    }
+    if !valid_id(sensor) {
+        return Err(error("sensor", format!("{sensor:?} {ID_RULE}")));
+    }
+    if !value.is_finite() {
+        return Err(error("value", "must be a finite number"));
+    }
+    if unit.is_some_and(|u| u.chars().count() > MAX_UNIT_CHARS) {
+        return Err(error("unit", format!("longer than {MAX_UNIT_CHARS} characters")));
+    }
+    if !(-62_135_596_800_000_000..=253_402_300_799_999_999).contains(&time) {
+        return Err(error("timestamp", "out of range"));
+    }
+    Ok(Reading {
+        device: device.to_string(),
+        sensor: sensor.to_string(),
+        value,
+        unit: unit.map(str::to_string),
+        time,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Reading, ParseError> {
+        parse_sensor_message(text.as_bytes())
+    }
+
+    #[test]
+    fn the_source_systems_format_is_read_as_utc() {
+        let reading = parse(r#"{"sensor": "temperature", "value": 14, "timestamp": "2024-12-01 12:00:00"}"#).unwrap();
+        assert_eq!(reading.device, "default");
+        assert_eq!(reading.sensor, "temperature");
+        assert_eq!(reading.value, 14.0);
+        assert_eq!(reading.unit, None);
+        assert_eq!(reading.time, 1_733_054_400_000_000);
+    }
+
+    #[test]
+    fn rfc3339_strings_device_and_unit_are_taken() {
+        let reading = parse(
+            r#"{"sensor": "t1", "value": " 14.5 ", "timestamp": "2024-12-01T13:00:00.250+01:00",
+                "device": "box-7", "unit": "°C", "extra": [1]}"#,
+        )
+        .unwrap();
+        assert_eq!(reading.device, "box-7");
+        assert_eq!(reading.value, 14.5);
+        assert_eq!(reading.unit.as_deref(), Some("°C"));
+        assert_eq!(reading.time, 1_733_054_400_250_000);
+        let naive_t = parse(r#"{"sensor": "t", "value": 1, "timestamp": "2024-12-01T12:00:00"}"#).unwrap();
+        assert_eq!(naive_t.time, 1_733_054_400_000_000);
+        let zulu = parse(r#"{"sensor": "t", "value": -3e2, "timestamp": "2024-12-01T12:00:00Z"}"#).unwrap();
+        assert_eq!((zulu.time, zulu.value), (1_733_054_400_000_000, -300.0));
+    }
+
+    #[test]
+    fn a_malformed_message_names_its_field() {
+        let field = |text: &str| parse(text).unwrap_err().field;
+        assert_eq!(field("not json"), "message");
+        assert_eq!(field("[1, 2]"), "message");
+        assert_eq!(field(r#"{"value": 1, "timestamp": "2024-12-01 12:00:00"}"#), "sensor");
+        assert_eq!(
+            field(r#"{"sensor": 5, "value": 1, "timestamp": "2024-12-01 12:00:00"}"#),
+            "sensor"
+        );
+        assert_eq!(
+            field(r#"{"sensor": "a b", "value": 1, "timestamp": "2024-12-01 12:00:00"}"#),
+            "sensor"
+        );
+        assert_eq!(field(r#"{"sensor": "t", "timestamp": "2024-12-01 12:00:00"}"#), "value");
+        assert_eq!(
+            field(r#"{"sensor": "t", "value": "warm", "timestamp": "2024-12-01 12:00:00"}"#),
+            "value"
+        );
+        assert_eq!(
+            field(r#"{"sensor": "t", "value": "NaN", "timestamp": "2024-12-01 12:00:00"}"#),
+            "value"
+        );
+        assert_eq!(
+            field(r#"{"sensor": "t", "value": true, "timestamp": "2024-12-01 12:00:00"}"#),
+            "value"
+        );
+        assert_eq!(field(r#"{"sensor": "t", "value": 1}"#), "timestamp");
+        assert_eq!(
+            field(r#"{"sensor": "t", "value": 1, "timestamp": "yesterday"}"#),
+            "timestamp"
+        );
+        assert_eq!(
+            field(r#"{"sensor": "t", "value": 1, "timestamp": "2024-13-01 12:00:00"}"#),
+            "timestamp"
+        );
+        assert_eq!(
+            field(r#"{"sensor": "t", "value": 1, "timestamp": "2024-12-01 12:00:00", "device": "x/y"}"#),
+            "device"
+        );
+        let long_unit = format!(
+            r#"{{"sensor": "t", "value": 1, "timestamp": "2024-12-01 12:00:00", "unit": "{}"}}"#,
+            "u".repeat(40)
+        );
+        assert_eq!(field(&long_unit), "unit");
+        let message = parse(r#"{"sensor": "t", "value": "warm", "timestamp": "2024-12-01 12:00:00"}"#).unwrap_err();
+        assert_eq!(message.to_string(), r#"value: "warm" is not a number"#);
+    }
+
+    #[test]
+    fn a_reading_converts_for_telemetry() {
+        let reading = check("d", "temperature", 1.5, Some("°C"), 1_000_001).unwrap();
+        let pb = reading.to_telemetry();
+        assert_eq!(pb.kind, "temperature");
+        assert_eq!(pb.unit, "°C");
+        assert_eq!(
+            pb.time.unwrap(),
+            prost_types::Timestamp {
+                seconds: 1,
+                nanos: 1000
+            }
+        );
+    }
+}

@@ -1,0 +1,234 @@
+//! The telemetry client ingest writes through: readings in batches (idempotent, retried while
+//! telemetry is unavailable) and devices.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::time::Duration;
+
+use outpost_api::telemetry::v1::telemetry_service_client::TelemetryServiceClient;
+use outpost_api::telemetry::v1::{self as pb};
+use outpost_kit::client::{self, Traced};
+use outpost_kit::storage::Dependency;
+use prost::Message as _;
+use tonic::{Code, Status};
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+/// Most readings telemetry takes in one `WriteReadings` call.
+pub const MAX_WRITE_BATCH: usize = 10_000;
+/// Most bytes of readings sent in one call (gRPC servers take 4 MiB messages by default).
+pub const MAX_WRITE_BYTES: usize = 3 * 1024 * 1024;
+
+/// A client of telemetry; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Telemetry {
+    client: TelemetryServiceClient<Traced>,
+    health: HealthClient<tonic::transport::Channel>,
+}
+
+impl Telemetry {
+    /// A client of telemetry at `endpoint` whose calls have the deadline `timeout`; connects lazily.
+    pub fn connect(endpoint: &str, timeout: Duration) -> anyhow::Result<Self> {
+        Ok(Telemetry {
+            client: TelemetryServiceClient::new(client::traced(endpoint, timeout)?),
+            health: HealthClient::new(client::channel(endpoint, timeout)?),
+        })
+    }
+
+    /// Writes readings (in calls of at most [`MAX_WRITE_BATCH`]); returns how many telemetry
+    /// committed. Retried while telemetry is unavailable: writes are idempotent.
+    /// A reading repeated in one call (same device, sensor and time) is written once, the last
+    /// one winning, as it would over two calls.
+    pub async fn write(&self, readings: &[pb::Reading]) -> Result<i64, Status> {
+        let readings = dedupe(readings);
+        let mut written = 0;
+        for chunk in chunks(&readings) {
+            let response = client::retry(|| {
+                let mut client = self.client.clone();
+                let request = pb::WriteReadingsRequest {
+                    readings: chunk.to_vec(),
+                };
+                async move { client.write_readings(request).await }
+            })
+            .await?;
+            written += response.into_inner().written;
+        }
+        Ok(written)
+    }
+
+    /// Writes readings like [`Telemetry::write`]; when telemetry refuses the batch (not a
+    /// transient failure), writes them one by one and returns the refused ones by index with
+    /// why. A transient failure is returned as is: nothing is known to be refused.
+    pub async fn write_isolating(&self, readings: &[pb::Reading]) -> Result<Isolated, Status> {
+        match self.write(readings).await {
+            Ok(written) => {
+                return Ok(Isolated {
+                    written,
+                    refused: Vec::new(),
+                });
+            }
+            Err(status) if is_transient(&status) => return Err(status),
+            Err(status) => {
+                tracing::warn!(error = %status.message(), "telemetry refused a batch; writing it one by one")
+            }
+        }
+        let mut isolated = Isolated {
+            written: 0,
+            refused: Vec::new(),
+        };
+        for (index, reading) in readings.iter().enumerate() {
+            match self.write(std::slice::from_ref(reading)).await {
+                Ok(written) => isolated.written += written,
+                Err(status) if is_transient(&status) => return Err(status),
+                Err(status) => isolated.refused.push((index, status)),
+            }
+        }
+        Ok(isolated)
+    }
+
+    /// Creates a device; false when it exists already.
+    pub async fn create_device(&self, id: &str, device: pb::Device) -> Result<bool, Status> {
+        let result = client::retry(|| {
+            let mut client = self.client.clone();
+            let request = pb::CreateDeviceRequest {
+                device_id: id.to_string(),
+                device: Some(device.clone()),
+            };
+            async move { client.create_device(request).await }
+        })
+        .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(status) if status.code() == Code::AlreadyExists => Ok(false),
+            Err(status) => Err(status),
+        }
+    }
+
+    /// Telemetry as a dependency in health: SERVING when its health check says so.
+    pub fn dependency(&self) -> Dependency {
+        let health = self.health.clone();
+        Dependency::new("telemetry", move || {
+            let mut health = health.clone();
+            async move {
+                let request = tonic_health::pb::HealthCheckRequest {
+                    service: outpost_api::names::TELEMETRY.to_string(),
+                };
+                let status = health
+                    .check(request)
+                    .await
+                    .map_err(|s| anyhow::anyhow!("telemetry: {}", s.message()))?;
+                match status.into_inner().status() {
+                    ServingStatus::Serving => Ok(()),
+                    other => anyhow::bail!("telemetry is {}", other.as_str_name().to_lowercase()),
+                }
+            }
+        })
+    }
+}
+
+/// What [`Telemetry::write_isolating`] did.
+#[derive(Debug, Default)]
+pub struct Isolated {
+    /// Readings committed.
+    pub written: i64,
+    /// Readings telemetry refused: their index in the batch, and why.
+    pub refused: Vec<(usize, Status)>,
+}
+
+/// The readings in slices telemetry takes in one call: at most [`MAX_WRITE_BATCH`] readings
+/// and [`MAX_WRITE_BYTES`] encoded.
+fn chunks(readings: &[pb::Reading]) -> Vec<&[pb::Reading]> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (index, reading) in readings.iter().enumerate() {
+        let size = reading.encoded_len() + 4;
+        if index > start && (index - start >= MAX_WRITE_BATCH || bytes + size > MAX_WRITE_BYTES) {
+            out.push(&readings[start..index]);
+            (start, bytes) = (index, 0);
+        }
+        bytes += size;
+    }
+    if start < readings.len() {
+        out.push(&readings[start..]);
+    }
+    out
+}
+
+/// The readings with each (device, sensor, time) once, the last occurrence winning.
+fn dedupe(readings: &[pb::Reading]) -> Cow<'_, [pb::Reading]> {
+    let key = |r: &pb::Reading| {
+        let time = r.time.unwrap_or_default();
+        (r.device.clone(), r.sensor.clone(), time.seconds, time.nanos)
+    };
+    let mut last: HashMap<_, usize> = HashMap::with_capacity(readings.len());
+    for (index, reading) in readings.iter().enumerate() {
+        last.insert(key(reading), index);
+    }
+    if last.len() == readings.len() {
+        return Cow::Borrowed(readings);
+    }
+    let kept = readings
+        .iter()
+        .enumerate()
+        .filter(|(index, reading)| last.get(&key(reading)) == Some(index));
+    Cow::Owned(kept.map(|(_, reading)| reading.clone()).collect())
+}
+
+/// Whether a failed write may succeed when tried again later (telemetry or its database was
+/// unavailable, slow, overloaded or failing), as opposed to a batch telemetry refuses.
+pub fn is_transient(status: &Status) -> bool {
+    matches!(
+        status.code(),
+        Code::Unavailable
+            | Code::DeadlineExceeded
+            | Code::ResourceExhausted
+            | Code::Aborted
+            | Code::Unknown
+            | Code::Cancelled
+            | Code::Internal
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_readings_are_written_once_the_last_winning() {
+        let reading = |sensor: &str, seconds: i64, value: f64| pb::Reading {
+            device: "d".into(),
+            sensor: sensor.into(),
+            value,
+            time: Some(prost_types::Timestamp { seconds, nanos: 0 }),
+            ..Default::default()
+        };
+        let unique = [reading("a", 1, 1.0), reading("a", 2, 2.0), reading("b", 1, 3.0)];
+        assert!(matches!(dedupe(&unique), Cow::Borrowed(_)));
+        let repeated = [reading("a", 1, 1.0), reading("a", 2, 2.0), reading("a", 1, 9.0)];
+        let kept = dedupe(&repeated);
+        assert_eq!(kept.iter().map(|r| r.value).collect::<Vec<_>>(), vec![2.0, 9.0]);
+        assert!(is_transient(&Status::unavailable("down")) && !is_transient(&Status::invalid_argument("bad")));
+        let many: Vec<pb::Reading> = (0..25_000).map(|i| reading("a", i, 1.0)).collect();
+        let sizes: Vec<usize> = chunks(&many).iter().map(|c| c.len()).collect();
+        assert_eq!(sizes, vec![10_000, 10_000, 5_000]);
+        let mut wide = reading("a", 1, 1.0);
+        wide.device = "d".repeat(128);
+        wide.unit = "u".repeat(32);
+        let wide: Vec<pb::Reading> = (0..10_000)
+            .map(|i| pb::Reading {
+                sensor: format!("{i:0128}"),
+                kind: format!("{i:0128}"),
+                ..wide.clone()
+            })
+            .collect();
+        let parts = chunks(&wide);
+        assert!(
+            parts.len() >= 2
+                && parts
+                    .iter()
+                    .all(|c| c.iter().map(|r| r.encoded_len() + 4).sum::<usize>() <= MAX_WRITE_BYTES)
+        );
+        assert_eq!(parts.iter().map(|c| c.len()).sum::<usize>(), 10_000);
+        assert!(chunks(&[]).is_empty());
+    }
+}
