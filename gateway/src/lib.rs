@@ -1,13 +1,14 @@
 //! Outpost's HTTP/JSON gateway. It owns nothing: at start it reads the services' descriptor
 //! set and builds its `/api/v1/...` routes from their `google.api.http` rules (generic
 //! transcoding, as Envoy's gRPC-JSON transcoder and grpc-gateway do), serves the OpenAPI
-//! document generated from the same descriptors, and the ops routes `/healthz`, `/readyz`,
-//! `/version`, `/metrics`.
+//! document generated from the same descriptors, the ops routes `/healthz`, `/readyz`,
+//! `/version`, `/metrics`, and the source systems' routes ([`sources`]).
 //!
 //! Composition: [`routes`] gives the routes (transcoding as the fallback, so more routes can be
 //! merged in with [`axum::Router::merge`], as long as they bring no fallback of their own);
 //! [`layer`] wraps a router in the gateway's middleware (trace span and metrics per request,
-//! bearer token on writes, body limit, JSON errors). [`router`] is `layer(routes(..))`.
+//! bearer token on writes, body limit, JSON errors). [`router`] is
+//! `layer(routes(..).merge(sources::routes(..)))`.
 //!
 //! ```no_run
 //! # fn example(config: outpost_kit::config::Config, more: axum::Router) -> anyhow::Result<axum::Router> {
@@ -38,6 +39,7 @@ pub mod openapi;
 mod ops;
 mod request;
 pub mod rules;
+pub mod sources;
 pub mod template;
 mod transcode;
 
@@ -128,9 +130,10 @@ pub fn layer(config: &Config, router: Router) -> Router {
         .layer(axum::middleware::from_fn(middleware::observe))
 }
 
-/// Everything: `layer(config, routes(config, upstreams)?)`.
+/// Everything: `layer(config, routes(config, upstreams)?.merge(sources::routes(&upstreams)))`.
 pub fn router(config: &Config, upstreams: Upstreams) -> anyhow::Result<Router> {
-    Ok(layer(config, routes(config, upstreams)?))
+    let sources = sources::routes(&upstreams);
+    Ok(layer(config, routes(config, upstreams)?.merge(sources)))
 }
 
 /// Serves the gateway on `listener` until `shutdown` resolves, then finishes in-flight requests.

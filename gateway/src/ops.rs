@@ -102,8 +102,24 @@ pub struct ServiceReadiness {
 }
 
 impl ServiceReadiness {
-    fn ready(&self) -> bool {
+    /// Whether the service and every dependency it reports serve.
+    pub fn ready(&self) -> bool {
         self.status == "SERVING" && self.dependencies.values().all(|s| s == "SERVING")
+    }
+
+    /// What is wrong, for people: the service's status, or its dependencies that do not serve
+    /// (`sql NOT_SERVING`); `None` when it is ready.
+    pub fn problem(&self) -> Option<String> {
+        if self.status != "SERVING" {
+            return Some(self.status.to_ascii_lowercase());
+        }
+        let down: Vec<String> = self
+            .dependencies
+            .iter()
+            .filter(|(_, status)| *status != "SERVING")
+            .map(|(dependency, status)| format!("{dependency} {}", status.to_ascii_lowercase()))
+            .collect();
+        (!down.is_empty()).then(|| down.join(", "))
     }
 }
 
@@ -124,6 +140,16 @@ async fn readyz(targets: Vec<Target>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, Json(readiness)).into_response()
+}
+
+/// The readiness of the named services (short names: `ingest`, `media`, `telemetry`,
+/// `plotting`; unknown names are left out), checked concurrently and each within a second.
+pub async fn check_services(upstreams: &Upstreams, services: &[&str]) -> Readiness {
+    let targets: Vec<Target> = targets(upstreams)
+        .into_iter()
+        .filter(|t| services.contains(&t.short))
+        .collect();
+    check_all(&targets).await
 }
 
 async fn check_all(targets: &[Target]) -> Readiness {

@@ -1,0 +1,141 @@
+//! The source systems' routes (design section 5), written by hand over the services' typed
+//! clients: SEN, the sensor hub, in [`sensors`]; BOX, the senseBox temperature service, in
+//! [`sensebox`]. They keep the source systems' paths and methods, take and answer JSON, and
+//! answer every error with the gateway's JSON error body.
+//!
+//! They bring no fallback of their own, so they merge into [`crate::routes`]; their writes pass
+//! the bearer-token check of [`crate::layer`] like every other route.
+
+mod sensebox;
+mod sensors;
+
+use axum::Json;
+use axum::Router;
+use chrono::{DateTime, SecondsFormat, Utc};
+use outpost_api::telemetry::v1 as telemetry;
+use outpost_kit::client::Traced;
+use serde_json::{Value, json};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+
+use crate::Upstreams;
+use crate::error::ApiError;
+use crate::ops;
+
+/// The SEN and BOX routes.
+pub fn routes(upstreams: &Upstreams) -> Router {
+    Router::new()
+        .merge(sensors::routes(upstreams))
+        .merge(sensebox::routes(upstreams))
+}
+
+/// A channel whose calls carry the current trace context.
+fn traced(channel: &Channel) -> Traced {
+    InterceptedService::new(channel.clone(), outpost_kit::trace::interceptor as fn(_) -> _)
+}
+
+/// 200 `{"status": "ok", "services": …}` when every one of `services` (short names) and its
+/// dependencies serve by gRPC health; else 503 naming what does not.
+async fn health(upstreams: &Upstreams, services: &[&str]) -> Result<Json<Value>, ApiError> {
+    let readiness = ops::check_services(upstreams, services).await;
+    let down: Vec<(&str, String)> = readiness
+        .services
+        .iter()
+        .filter_map(|(name, service)| service.problem().map(|problem| (*name, problem)))
+        .collect();
+    if down.is_empty() {
+        return Ok(Json(json!({ "status": "ok", "services": readiness.services })));
+    }
+    let message = down
+        .iter()
+        .map(|(name, problem)| format!("{name} ({problem})"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let metadata: serde_json::Map<String, Value> = down
+        .into_iter()
+        .map(|(name, problem)| (name.to_string(), Value::String(problem)))
+        .collect();
+    Err(
+        ApiError::unavailable(format!("not serving: {message}")).with_details(json!([{
+            "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+            "reason": "DEPENDENCY_NOT_SERVING",
+            "domain": "outpost",
+            "metadata": metadata,
+        }])),
+    )
+}
+
+/// A protobuf timestamp as RFC 3339, UTC (`2024-12-01T12:00:00Z`).
+fn rfc3339(time: &prost_types::Timestamp) -> Option<String> {
+    let nanos = u32::try_from(time.nanos).ok()?;
+    DateTime::<Utc>::from_timestamp(time.seconds, nanos).map(|t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+}
+
+/// A reading as the sensor hub answered it: `{"sensor", "value", "timestamp", "device"}`, with
+/// `unit` when it has one.
+fn reading_json(reading: &telemetry::Reading) -> Value {
+    let mut body = json!({
+        "sensor": reading.sensor,
+        "value": reading.value,
+        "timestamp": reading.time.as_ref().and_then(rfc3339),
+        "device": reading.device,
+    });
+    if !reading.unit.is_empty() {
+        body["unit"] = Value::String(reading.unit.clone());
+    }
+    body
+}
+
+/// A `google.rpc.ResourceInfo` detail naming an ingest run.
+fn run_detail(run: &str) -> Value {
+    json!([{
+        "@type": "type.googleapis.com/google.rpc.ResourceInfo",
+        "resourceType": "outpost.ingest.v1.Run",
+        "resourceName": run,
+    }])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_rfc3339_utc() {
+        let time = prost_types::Timestamp {
+            seconds: 1_733_054_400,
+            nanos: 0,
+        };
+        assert_eq!(rfc3339(&time).as_deref(), Some("2024-12-01T12:00:00Z"));
+        let fraction = prost_types::Timestamp {
+            seconds: 1_733_054_400,
+            nanos: 250_000_000,
+        };
+        assert_eq!(rfc3339(&fraction).as_deref(), Some("2024-12-01T12:00:00.250Z"));
+        let negative = prost_types::Timestamp { seconds: 0, nanos: -1 };
+        assert_eq!(rfc3339(&negative), None);
+    }
+
+    #[test]
+    fn readings_answer_the_sensor_hubs_shape() {
+        let reading = telemetry::Reading {
+            device: "default".into(),
+            sensor: "temperature".into(),
+            value: 14.0,
+            time: Some(prost_types::Timestamp {
+                seconds: 1_733_054_400,
+                nanos: 0,
+            }),
+            unit: String::new(),
+            kind: "temperature".into(),
+        };
+        assert_eq!(
+            reading_json(&reading),
+            json!({"sensor": "temperature", "value": 14.0, "timestamp": "2024-12-01T12:00:00Z", "device": "default"})
+        );
+        let with_unit = telemetry::Reading {
+            unit: "°C".into(),
+            ..reading
+        };
+        assert_eq!(reading_json(&with_unit)["unit"], "°C");
+    }
+}
