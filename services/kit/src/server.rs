@@ -63,12 +63,16 @@ impl GrpcServer {
 
     /// Serves on `listener` until `shutdown` resolves, then drains in-flight calls.
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
-        let reflection_v1 = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(outpost_api::FILE_DESCRIPTOR_SET)
-            .build_v1()?;
-        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(outpost_api::FILE_DESCRIPTOR_SET)
-            .build_v1alpha()?;
+        // Reflection lists what this server serves: its service, health and reflection.
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(outpost_api::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                .with_service_name(self.service)
+                .with_service_name("grpc.health.v1.Health")
+        };
+        let reflection_v1 = reflection().build_v1()?;
+        let reflection_v1alpha = reflection().build_v1alpha()?;
         let mut routes: Routes = self
             .routes
             .routes()

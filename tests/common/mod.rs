@@ -1,0 +1,104 @@
+//! Starts the whole mesh in-process on 127.0.0.1:0 ports, on one test backend.
+
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use clap::Parser;
+use outpost::{Cli, Listeners};
+use outpost_kit::config::Config;
+use outpost_kit::testing::TestBackend;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A running mesh.
+pub struct Mesh {
+    /// `http://127.0.0.1:port` of the gateway.
+    pub base: String,
+    /// The resolved configuration (real ports).
+    pub config: Config,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+/// Starts the mesh on `backend`, with `adjust` applied to its settings, and waits until it is ready.
+pub async fn start_with(backend: &TestBackend, adjust: impl FnOnce(&mut Cli)) -> Mesh {
+    let mut cli = Cli::try_parse_from(["outpost"]).expect("default arguments parse");
+    cli.config = backend.config();
+    adjust(&mut cli);
+    let listeners = Listeners::bind(&cli.config).await.expect("ports bind");
+    let config = listeners.resolve(cli.config.clone()).unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(outpost::run_all_on(
+        cli.config,
+        cli.ingest,
+        cli.telemetry,
+        listeners,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let mesh = Mesh {
+        base: format!("http://{}", config.gateway_addr),
+        config,
+        stop: Some(stop),
+        task: Some(task),
+    };
+    mesh.wait_ready().await;
+    mesh
+}
+
+/// Starts the mesh on `backend` and waits until it is ready.
+pub async fn start(backend: &TestBackend) -> Mesh {
+    start_with(backend, |_| {}).await
+}
+
+impl Mesh {
+    /// Waits until `/readyz` answers 200 (at most 30 s).
+    pub async fn wait_ready(&self) {
+        let client = reqwest::Client::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let last = client
+                .get(format!("{}/readyz", self.base))
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await;
+            if let Ok(response) = &last
+                && response.status() == 200
+            {
+                return;
+            }
+            if tokio::time::Instant::now() > deadline {
+                let body = match last {
+                    Ok(r) => r.text().await.unwrap_or_default(),
+                    Err(e) => e.to_string(),
+                };
+                panic!("mesh not ready within 30 s: {body}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Stops the mesh and waits for every part to drain.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(30), task)
+                .await
+                .expect("mesh stops within 30 s")
+                .unwrap()
+                .expect("mesh stops cleanly");
+        }
+    }
+}
+
+impl Drop for Mesh {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
