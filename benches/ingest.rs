@@ -37,7 +37,10 @@ fn rate(n: u64, elapsed: Duration) -> f64 {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let postgres = setting("OUTPOST_BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test".to_string());
+    let postgres = setting(
+        "OUTPOST_BENCH_POSTGRES_URL",
+        "postgres://postgres@127.0.0.1:5432/test".to_string(),
+    );
     let redis_url = setting("OUTPOST_BENCH_REDIS_URL", "redis://127.0.0.1:6379".to_string());
     let n: u64 = setting("OUTPOST_BENCH_READINGS", 1_000_000);
     let singles: u64 = setting("OUTPOST_BENCH_SINGLE_INSERTS", 20_000);
@@ -67,8 +70,12 @@ async fn main() -> anyhow::Result<()> {
         telemetry_listener,
         stopped(),
     ));
-    let ingest =
-        tokio::spawn(outpost_ingest::serve_on(cli.config.clone(), cli.ingest.clone(), ingest_listener, stopped()));
+    let ingest = tokio::spawn(outpost_ingest::serve_on(
+        cli.config.clone(),
+        cli.ingest.clone(),
+        ingest_listener,
+        stopped(),
+    ));
 
     let pg = PgPoolOptions::new().max_connections(4).connect(&postgres).await?;
     let schema = format!("{namespace}telemetry");
@@ -78,7 +85,11 @@ async fn main() -> anyhow::Result<()> {
     // Wait for telemetry's migrations.
     let readings_table = format!("{schema}.readings");
     for _ in 0..100 {
-        if sqlx::query(sqlx::AssertSqlSafe(format!("SELECT 1 FROM {readings_table} LIMIT 1"))).fetch_optional(&pg).await.is_ok() {
+        if sqlx::query(sqlx::AssertSqlSafe(format!("SELECT 1 FROM {readings_table} LIMIT 1")))
+            .fetch_optional(&pg)
+            .await
+            .is_ok()
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -92,7 +103,12 @@ async fn main() -> anyhow::Result<()> {
         let end = (produced + 10_000).min(n);
         let mut pipe = redis::pipe();
         for i in produced..end {
-            pipe.cmd("XADD").arg(&stream).arg("*").arg("payload").arg(message(i, devices)).ignore();
+            pipe.cmd("XADD")
+                .arg(&stream)
+                .arg("*")
+                .arg("payload")
+                .arg(message(i, devices))
+                .ignore();
         }
         pipe.query_async::<()>(&mut redis).await?;
         produced = end;
@@ -103,24 +119,37 @@ async fn main() -> anyhow::Result<()> {
     loop {
         let left: u64 = redis::cmd("XLEN").arg(&stream).query_async(&mut redis).await?;
         if left == 0 {
-            let (count,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(count_sql.clone())).fetch_one(&pg).await?;
+            let (count,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(count_sql.clone()))
+                .fetch_one(&pg)
+                .await?;
             if count as u64 >= n {
                 break;
             }
         }
-        anyhow::ensure!(Instant::now() < deadline, "the stream did not drain within 10 minutes ({left} left)");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the stream did not drain within 10 minutes ({left} left)"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let end_to_end = started.elapsed();
-    let (count,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(count_sql.clone())).fetch_one(&pg).await?;
+    let (count,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(count_sql.clone()))
+        .fetch_one(&pg)
+        .await?;
     anyhow::ensure!(count as u64 == n, "expected {n} readings, found {count}");
     let e2e_rate = rate(n, end_to_end);
-    println!("end to end:   {n} readings in {:.2} s = {e2e_rate:.0} readings/s (XADD alone took {:.2} s)", end_to_end.as_secs_f64(), produce_time.as_secs_f64());
+    println!(
+        "end to end:   {n} readings in {:.2} s = {e2e_rate:.0} readings/s (XADD alone took {:.2} s)",
+        end_to_end.as_secs_f64(),
+        produce_time.as_secs_f64()
+    );
 
     // The same rows, as (sensor_key, ts, value), for the baselines.
-    let keys: Vec<(String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT device, sensor_key FROM {schema}.sensors")))
-        .fetch_all(&pg)
-        .await?;
+    let keys: Vec<(String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT device, sensor_key FROM {schema}.sensors"
+    )))
+    .fetch_all(&pg)
+    .await?;
     let keys: std::collections::HashMap<String, i64> = keys.into_iter().collect();
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(30), async {
@@ -131,7 +160,11 @@ async fn main() -> anyhow::Result<()> {
 
     // 2. One INSERT per message, parsed from its JSON, into an empty copy of the table.
     let single_table = format!("{schema}.readings_single");
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE TABLE {single_table} (LIKE {readings_table} INCLUDING ALL)"))).execute(&pg).await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "CREATE TABLE {single_table} (LIKE {readings_table} INCLUDING ALL)"
+    )))
+    .execute(&pg)
+    .await?;
     let insert = format!("INSERT INTO {single_table} (sensor_key, ts, value) VALUES ($1, $2, $3)");
     let started = Instant::now();
     for i in 0..singles.min(n) {
@@ -145,11 +178,19 @@ async fn main() -> anyhow::Result<()> {
             .await?;
     }
     let single_rate = rate(singles.min(n), started.elapsed());
-    println!("one INSERT per message: {} readings in {:.2} s = {single_rate:.0} readings/s", singles.min(n), started.elapsed().as_secs_f64());
+    println!(
+        "one INSERT per message: {} readings in {:.2} s = {single_rate:.0} readings/s",
+        singles.min(n),
+        started.elapsed().as_secs_f64()
+    );
 
     // 3. Raw COPY of the same N rows into an empty copy of the table.
     let copy_table = format!("{schema}.readings_copy");
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE TABLE {copy_table} (LIKE {readings_table} INCLUDING ALL)"))).execute(&pg).await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "CREATE TABLE {copy_table} (LIKE {readings_table} INCLUDING ALL)"
+    )))
+    .execute(&pg)
+    .await?;
     let mut rows = Vec::with_capacity(n as usize * 32);
     for i in 0..n {
         use std::io::Write;
@@ -164,20 +205,41 @@ async fn main() -> anyhow::Result<()> {
     }
     let copied = copy.finish().await?;
     let copy_rate = rate(copied, started.elapsed());
-    println!("raw COPY:     {copied} readings in {:.2} s = {copy_rate:.0} readings/s", started.elapsed().as_secs_f64());
+    println!(
+        "raw COPY:     {copied} readings in {:.2} s = {copy_rate:.0} readings/s",
+        started.elapsed().as_secs_f64()
+    );
 
     println!();
-    println!("target ≥ 100000 readings/s end to end: {:.0} ({})", e2e_rate, if e2e_rate >= 100_000.0 { "met" } else { "not met" });
+    println!(
+        "target ≥ 100000 readings/s end to end: {:.0} ({})",
+        e2e_rate,
+        if e2e_rate >= 100_000.0 { "met" } else { "not met" }
+    );
     let x = e2e_rate / single_rate;
-    println!("target ≥ 50× one-INSERT baseline: {x:.1}× ({})", if x >= 50.0 { "met" } else { "not met" });
+    println!(
+        "target ≥ 50× one-INSERT baseline: {x:.1}× ({})",
+        if x >= 50.0 { "met" } else { "not met" }
+    );
     let share = 100.0 * e2e_rate / copy_rate;
-    println!("target ≥ 40% of raw COPY: {share:.1}% ({})", if share >= 40.0 { "met" } else { "not met" });
+    println!(
+        "target ≥ 40% of raw COPY: {share:.1}% ({})",
+        if share >= 40.0 { "met" } else { "not met" }
+    );
 
     // Leave nothing behind.
     for service in ["telemetry", "ingest"] {
-        sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {namespace}{service} CASCADE"))).execute(&pg).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP SCHEMA IF EXISTS {namespace}{service} CASCADE"
+        )))
+        .execute(&pg)
+        .await?;
     }
-    redis::cmd("DEL").arg(&stream).arg(format!("{stream}:dead")).query_async::<()>(&mut redis).await?;
+    redis::cmd("DEL")
+        .arg(&stream)
+        .arg(format!("{stream}:dead"))
+        .query_async::<()>(&mut redis)
+        .await?;
     let _ = std::fs::remove_dir_all(std::env::temp_dir().join(&namespace));
     Ok(())
 }

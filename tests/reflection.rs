@@ -6,7 +6,11 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
 async fn connect(endpoint: String) -> tonic::transport::Channel {
-    tonic::transport::Endpoint::from_shared(endpoint).unwrap().connect().await.unwrap()
+    tonic::transport::Endpoint::from_shared(endpoint)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
 }
 
 async fn services_v1(endpoint: String) -> Vec<String> {
@@ -69,7 +73,10 @@ async fn each_service_reflects_and_reports_health() {
         ] {
             assert!(listed.iter().any(|s| s == service), "{service} not in {listed:?}");
             assert!(listed.iter().any(|s| s == "grpc.health.v1.Health"), "{listed:?}");
-            let others = listed.iter().filter(|s| s.starts_with("outpost.") && *s != service).count();
+            let others = listed
+                .iter()
+                .filter(|s| s.starts_with("outpost.") && *s != service)
+                .count();
             assert_eq!(others, 0, "{service}'s server lists only what it serves: {listed:?}");
         }
         let mut health = HealthClient::new(connect(endpoint.clone()).await);
