@@ -33,15 +33,14 @@ async fn one_gateway_request_is_one_trace_across_services() {
 
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let services = ["outpost.telemetry.v1.TelemetryService", "outpost.media.v1.MediaService"];
-    let mut seen = Vec::new();
-    let mut gateway = false;
-    for _ in 0..50 {
+    // Spans are exported as they end; the last ones may trail the response by a moment.
+    let in_trace = || -> (Vec<String>, bool) {
         let spans = exporter.get_finished_spans().unwrap();
         let in_trace: Vec<&SpanData> = spans
             .iter()
             .filter(|s| s.span_context.trace_id().to_string() == trace_id)
             .collect();
-        seen = services
+        let seen = services
             .iter()
             .filter(|service| {
                 in_trace
@@ -49,18 +48,26 @@ async fn one_gateway_request_is_one_trace_across_services() {
                     .any(|s| attribute(s, "rpc.service").map(|v| v.as_str()) == Some((**service).into()))
             })
             .map(|s| s.to_string())
-            .collect();
-        gateway = in_trace.iter().any(|s| s.name.contains("/api/v1/snapshots:export"));
+            .collect::<Vec<_>>();
+        (
+            seen,
+            in_trace.iter().any(|s| s.name.contains("/api/v1/snapshots:export")),
+        )
+    };
+    for _ in 0..50 {
+        let (seen, gateway) = in_trace();
         if seen.len() == services.len() && gateway {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let (seen, gateway) = in_trace();
     assert_eq!(
         seen.len(),
         services.len(),
         "services seen in trace {trace_id}: {seen:?}"
     );
+    assert!(gateway, "the gateway's span is in trace {trace_id}");
 
     // Spans of other requests are not in that trace.
     let spans = exporter.get_finished_spans().unwrap();
