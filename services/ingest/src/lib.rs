@@ -81,11 +81,11 @@ fn parse_redis_key(value: &str) -> Result<String, String> {
     Ok(value.to_string())
 }
 
-/// The service's migrations, per backend.
+/// The service's migrations (the same DDL on both backends).
 pub fn migrations() -> Migrations {
     Migrations {
-        sqlite: sqlx::migrate!("migrations/sqlite"),
-        postgres: sqlx::migrate!("migrations/postgres"),
+        sqlite: sqlx::migrate!(),
+        postgres: sqlx::migrate!(),
     }
 }
 

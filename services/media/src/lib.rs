@@ -15,11 +15,11 @@ use tokio::net::TcpListener;
 
 pub use objects::{MAX_OBJECT_BYTES, ObjectStore};
 
-/// The service's migrations, per backend.
+/// The service's migrations (the same DDL on both backends).
 pub fn migrations() -> Migrations {
     Migrations {
-        sqlite: sqlx::migrate!("migrations/sqlite"),
-        postgres: sqlx::migrate!("migrations/postgres"),
+        sqlite: sqlx::migrate!(),
+        postgres: sqlx::migrate!(),
     }
 }
 

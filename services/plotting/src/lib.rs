@@ -12,11 +12,11 @@ use outpost_kit::server::GrpcServer;
 use outpost_kit::storage::{Migrations, Storage};
 use tokio::net::TcpListener;
 
-/// The service's migrations, per backend.
+/// The service's migrations (the same DDL on both backends).
 pub fn migrations() -> Migrations {
     Migrations {
-        sqlite: sqlx::migrate!("migrations/sqlite"),
-        postgres: sqlx::migrate!("migrations/postgres"),
+        sqlite: sqlx::migrate!(),
+        postgres: sqlx::migrate!(),
     }
 }
 

@@ -40,24 +40,6 @@ impl Drop for Mesh {
     }
 }
 
-/// The configuration of a service on `backend`.
-pub fn config_for(backend: &TestBackend) -> Config {
-    let storage = &backend.storage;
-    let data_dir = storage.data_dir.to_string_lossy().to_string();
-    let mut config = Config::from_args(["--data-dir", data_dir.as_str()]).expect("test configuration");
-    config.namespace = storage.namespace.clone();
-    config.database_url = storage.database_url.clone();
-    config.redis_url = storage.redis_url.clone();
-    if let Some(s3) = &storage.s3 {
-        config.s3_endpoint = Some(s3.endpoint.clone());
-        config.s3_bucket = s3.bucket.clone();
-        config.s3_access_key = Some(s3.access_key.clone());
-        config.s3_secret_key = Some(s3.secret_key.clone());
-        config.s3_region = s3.region.clone();
-    }
-    config
-}
-
 fn until(stop: &watch::Sender<bool>) -> impl Future<Output = ()> + Send + 'static {
     let mut rx = stop.subscribe();
     async move {
@@ -76,7 +58,7 @@ pub async fn start_with(backend: &TestBackend, ingest: IngestConfig, tweak: impl
     let telemetry_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let telemetry_addr = telemetry_listener.local_addr().unwrap();
     let telemetry_url = format!("http://{telemetry_addr}");
-    let mut config = config_for(backend);
+    let mut config = backend.config();
     config.telemetry_addr = telemetry_addr;
     config.telemetry_url = Some(telemetry_url.clone());
     let telemetry_config = outpost_telemetry::TelemetryConfig::default();
