@@ -13,10 +13,7 @@ use axum::Json;
 use axum::Router;
 use chrono::{DateTime, SecondsFormat, Utc};
 use outpost_api::telemetry::v1 as telemetry;
-use outpost_kit::client::Traced;
 use serde_json::{Value, json};
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
 
 use crate::Upstreams;
 use crate::error::ApiError;
@@ -27,11 +24,6 @@ pub fn routes(upstreams: &Upstreams) -> Router {
     Router::new()
         .merge(sensors::routes(upstreams))
         .merge(sensebox::routes(upstreams))
-}
-
-/// A channel whose calls carry the current trace context.
-fn traced(channel: &Channel) -> Traced {
-    InterceptedService::new(channel.clone(), outpost_kit::trace::interceptor as fn(_) -> _)
 }
 
 /// 200 `{"status": "ok", "services": …}` when every one of `services` (short names) and its

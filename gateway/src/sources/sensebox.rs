@@ -32,7 +32,9 @@ use tokio::sync::{Mutex, watch};
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
-use super::{health, rfc3339, run_detail, traced};
+use outpost_kit::client::with_trace;
+
+use super::{health, rfc3339, run_detail};
 use crate::Upstreams;
 use crate::error::ApiError;
 
@@ -83,9 +85,9 @@ struct SenseBox {
 pub fn routes(upstreams: &Upstreams) -> Router {
     let state = SenseBox {
         upstreams: upstreams.clone(),
-        telemetry: TelemetryServiceClient::new(traced(&upstreams.telemetry)),
-        ingest: IngestServiceClient::new(traced(&upstreams.ingest)),
-        media: MediaServiceClient::new(traced(&upstreams.media)),
+        telemetry: TelemetryServiceClient::new(with_trace(upstreams.telemetry.clone())),
+        ingest: IngestServiceClient::new(with_trace(upstreams.ingest.clone())),
+        media: MediaServiceClient::new(with_trace(upstreams.media.clone())),
         load: Arc::new(Mutex::new(None)),
     };
     Router::new()

@@ -17,7 +17,9 @@ use outpost_kit::time::to_timestamp;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{health, reading_json, traced};
+use outpost_kit::client::with_trace;
+
+use super::{health, reading_json};
 use crate::Upstreams;
 use crate::error::ApiError;
 
@@ -38,7 +40,7 @@ struct Sensors {
 pub fn routes(upstreams: &Upstreams) -> Router {
     let state = Sensors {
         upstreams: upstreams.clone(),
-        telemetry: TelemetryServiceClient::new(traced(&upstreams.telemetry)),
+        telemetry: TelemetryServiceClient::new(with_trace(upstreams.telemetry.clone())),
     };
     Router::new()
         .route("/healthcheck", get(healthcheck))

@@ -24,8 +24,13 @@ pub fn channel(endpoint: &str, timeout: Duration) -> anyhow::Result<Channel> {
 
 /// A traced channel to `endpoint` (see [`channel`]).
 pub fn traced(endpoint: &str, timeout: Duration) -> anyhow::Result<Traced> {
+    Ok(with_trace(channel(endpoint, timeout)?))
+}
+
+/// `channel`, injecting the current trace context into every call.
+pub fn with_trace(channel: Channel) -> Traced {
     let interceptor: fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> = crate::trace::interceptor;
-    Ok(InterceptedService::new(channel(endpoint, timeout)?, interceptor))
+    InterceptedService::new(channel, interceptor)
 }
 
 /// Attempts of an idempotent call, the first included.

@@ -2,6 +2,8 @@
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` is set (the standard `OTEL_*` variables apply). The W3C
 //! trace-context propagator is always installed, so context crosses every hop.
 
+use std::io::IsTerminal;
+
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::{SdkTracerProvider, SpanExporter};
@@ -64,7 +66,11 @@ fn install(provider: Option<SdkTracerProvider>, filter: &str) -> anyhow::Result<
     });
     tracing_subscriber::registry()
         .with(filter)
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal()),
+        )
         .with(otel)
         .try_init()
         .map_err(|e| anyhow::anyhow!("tracing already installed: {e}"))?;
