@@ -158,6 +158,78 @@ async fn main() -> anyhow::Result<()> {
     })
     .await;
 
+    // Where the time goes: the stream alone (pull and ack through the same queue, nothing
+    // written), and telemetry's batch write alone (no Redis, no gRPC).
+    let stage_n = n.min(200_000);
+    let storage_config = outpost_kit::config::StorageConfig {
+        data_dir: cli.config.data_dir.clone(),
+        database_url: Some(postgres.clone()),
+        redis_url: Some(redis_url.clone()),
+        s3: None,
+        namespace: format!("{namespace}stage_"),
+    };
+    let stage =
+        outpost_kit::storage::Storage::open(&storage_config, "telemetry", outpost_telemetry::migrations()).await?;
+    let queue = stage
+        .stream_queue(
+            "stage_readings",
+            "stage",
+            outpost_kit::storage::QueueOptions {
+                max_len: stage_n + 1,
+                ..Default::default()
+            },
+        )
+        .expect("redis is configured");
+    let payloads: Vec<Vec<u8>> = (0..stage_n).map(|i| message(i, devices).into_bytes()).collect();
+    for chunk in payloads.chunks(10_000) {
+        queue.push_many(chunk).await?;
+    }
+    let started = Instant::now();
+    let mut drained = 0u64;
+    while drained < stage_n {
+        let batch = queue.pull("stage", 5000, Duration::from_millis(100)).await?;
+        let parsed: Vec<_> = batch
+            .iter()
+            .map(|d| outpost_ingest::parse_sensor_message(&d.payload))
+            .collect();
+        anyhow::ensure!(parsed.iter().all(Result::is_ok), "stage payloads parse");
+        queue
+            .ack(&batch.iter().map(|d| d.id.clone()).collect::<Vec<_>>())
+            .await?;
+        drained += batch.len() as u64;
+    }
+    let stream_rate = rate(stage_n, started.elapsed());
+    println!("stage, stream alone (pull, parse, ack; 5000 a batch): {stream_rate:.0} readings/s");
+    let writer = outpost_telemetry::Readings::new(stage.db.clone());
+    let rows: Vec<outpost_telemetry::Reading> = (0..stage_n)
+        .map(|i| {
+            let (device, time, value) = reading(i, devices);
+            outpost_telemetry::Reading {
+                device,
+                sensor: "temperature".into(),
+                value,
+                time,
+                unit: "°C".into(),
+                kind: String::new(),
+            }
+        })
+        .collect();
+    let started = Instant::now();
+    for chunk in rows.chunks(5000) {
+        writer.write_readings(chunk).await?;
+    }
+    let write_rate = rate(stage_n, started.elapsed());
+    println!("stage, telemetry write alone (5000 a batch, one at a time): {write_rate:.0} readings/s");
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP SCHEMA IF EXISTS {namespace}stage_telemetry CASCADE"
+    )))
+    .execute(&pg)
+    .await?;
+    redis::cmd("DEL")
+        .arg(format!("{namespace}stage_stage_readings"))
+        .query_async::<()>(&mut redis)
+        .await?;
+
     // 2. One INSERT per message, parsed from its JSON, into an empty copy of the table.
     let single_table = format!("{schema}.readings_single");
     sqlx::query(sqlx::AssertSqlSafe(format!(

@@ -4,12 +4,15 @@
 //! lease, and writes are idempotent). Malformed entries go to the dead-letter stream
 //! `{stream}:dead` (with the error) and are acked.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt as _;
+use outpost_api::telemetry::v1 as pb;
 use outpost_kit::storage::{Delivery, WorkQueue};
+use tokio::sync::mpsc;
 
 use crate::metrics;
 use crate::reading::parse_sensor_message;
@@ -58,9 +61,11 @@ pub fn dead_letter_key(stream: &str) -> String {
     format!("{stream}:dead")
 }
 
-/// Consumes `queue` into telemetry until `stop` resolves: pulls a batch, writes its readings,
-/// dead-letters malformed entries to `dead`, and acks. A batch interrupted by `stop` stays
-/// un-acked and is delivered again.
+/// Consumes `queue` into telemetry until `stop` resolves. Three stages overlap, so Redis,
+/// telemetry and the database work at the same time: pulling and parsing the next batch,
+/// writing one (dead-lettering malformed entries), and acking what was committed. A batch is
+/// acked only after telemetry committed it; on `stop`, batches already pulled are still
+/// written unless telemetry is failing, and what is not acked is delivered again.
 pub async fn consume_stream(
     queue: Arc<dyn WorkQueue>,
     dead: Arc<dyn WorkQueue>,
@@ -69,33 +74,57 @@ pub async fn consume_stream(
     stop: impl Future<Output = ()> + Send,
 ) {
     let stop = stop.shared();
-    let mut backoff = Duration::from_millis(100);
+    let (to_write, mut pulled) = mpsc::channel::<Parsed>(1);
+    let (to_ack, mut committed) = mpsc::channel::<Vec<String>>(2);
     tracing::info!(consumer = %options.consumer, "consuming the sensor stream");
-    while stop.peek().is_none() {
-        let pulled = tokio::select! {
-            pulled = queue.pull(&options.consumer, options.batch, options.wait) => pulled,
-            () = stop.clone() => break,
-        };
-        let deliveries = match pulled {
-            Ok(deliveries) => deliveries,
-            Err(err) => {
-                tracing::warn!(error = %err, retry_in = ?backoff, "cannot read the sensor stream");
-                if sleep_or_stop(backoff, stop.clone()).await {
-                    break;
+
+    let read = async {
+        let mut backoff = Duration::from_millis(100);
+        while stop.peek().is_none() {
+            let deliveries = tokio::select! {
+                pulled = queue.pull(&options.consumer, options.batch, options.wait) => pulled,
+                () = stop.clone() => break,
+            };
+            match deliveries {
+                Ok(deliveries) if deliveries.is_empty() => {}
+                Ok(deliveries) => {
+                    backoff = Duration::from_millis(100);
+                    metrics::stream_batch(deliveries.len());
+                    if to_write.send(parse(deliveries)).await.is_err() {
+                        break;
+                    }
                 }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-                continue;
+                Err(err) => {
+                    tracing::warn!(error = %err, retry_in = ?backoff, "cannot read the sensor stream");
+                    if sleep_or_stop(backoff, stop.clone()).await {
+                        break;
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
             }
-        };
-        backoff = Duration::from_millis(100);
-        if deliveries.is_empty() {
-            continue;
         }
-        metrics::stream_batch(deliveries.len());
-        if !handle_batch(&*queue, &*dead, &telemetry, deliveries, stop.clone()).await {
-            break;
+        drop(to_write);
+    };
+    let write = async {
+        while let Some(batch) = pulled.recv().await {
+            let Some(ids) = write(&*dead, &telemetry, batch, stop.clone()).await else {
+                break;
+            };
+            if to_ack.send(ids).await.is_err() {
+                break;
+            }
         }
-    }
+        drop(to_ack);
+    };
+    let ack = async {
+        while let Some(ids) = committed.recv().await {
+            if let Err(err) = queue.ack(&ids).await {
+                // Committed already: delivered again after the lease, and written again idempotently.
+                tracing::warn!(error = %err, entries = ids.len(), "cannot ack stream entries");
+            }
+        }
+    };
+    tokio::join!(read, write, ack);
     tracing::info!(consumer = %options.consumer, "stopped consuming the sensor stream");
 }
 
@@ -107,26 +136,44 @@ async fn sleep_or_stop(duration: Duration, stop: impl Future<Output = ()>) -> bo
     }
 }
 
-/// Writes, dead-letters and acks one batch; false when `stop` interrupted it (nothing acked).
-async fn handle_batch(
-    queue: &dyn WorkQueue,
-    dead: &dyn WorkQueue,
-    telemetry: &Telemetry,
-    deliveries: Vec<Delivery>,
-    stop: impl Future<Output = ()> + Clone,
-) -> bool {
-    let mut good = Vec::with_capacity(deliveries.len());
-    let mut readings = Vec::with_capacity(deliveries.len());
-    let mut bad: Vec<(&Delivery, String)> = Vec::new();
-    for delivery in &deliveries {
+/// A pulled batch, parsed: the good entries with their readings, and the malformed ones.
+struct Parsed {
+    good: Vec<Delivery>,
+    readings: Vec<pb::Reading>,
+    bad: Vec<(Delivery, String)>,
+}
+
+fn parse(deliveries: Vec<Delivery>) -> Parsed {
+    let mut parsed = Parsed {
+        good: Vec::with_capacity(deliveries.len()),
+        readings: Vec::with_capacity(deliveries.len()),
+        bad: Vec::new(),
+    };
+    for delivery in deliveries {
         match parse_sensor_message(&delivery.payload) {
             Ok(reading) => {
-                good.push(delivery);
-                readings.push(reading.to_telemetry());
+                parsed.readings.push(reading.to_telemetry());
+                parsed.good.push(delivery);
             }
-            Err(err) => bad.push((delivery, err.to_string())),
+            Err(err) => parsed.bad.push((delivery, err.to_string())),
         }
     }
+    parsed
+}
+
+/// Writes one batch (retrying while telemetry is unavailable) and dead-letters what is
+/// malformed or refused; returns the ids to ack, or `None` when `stop` interrupted it.
+async fn write(
+    dead: &dyn WorkQueue,
+    telemetry: &Telemetry,
+    batch: Parsed,
+    stop: impl Future<Output = ()> + Clone,
+) -> Option<Vec<String>> {
+    let Parsed {
+        good,
+        readings,
+        mut bad,
+    } = batch;
     let mut backoff = Duration::from_millis(100);
     let isolated = loop {
         match telemetry.write_isolating(&readings).await {
@@ -134,20 +181,24 @@ async fn handle_batch(
             Err(status) => {
                 tracing::warn!(entries = readings.len(), error = %status.message(), retry_in = ?backoff, "telemetry write failed");
                 if sleep_or_stop(backoff, stop.clone()).await {
-                    return false;
+                    return None;
                 }
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
     };
-    for (index, status) in &isolated.refused {
-        bad.push((good[*index], format!("telemetry refused it: {}", status.message())));
-    }
     metrics::readings(
         metrics::source::STREAM,
         (readings.len() - isolated.refused.len()) as u64,
     );
-    let mut ack: Vec<String> = good.iter().map(|d| d.id.clone()).collect();
+    let refused: HashMap<usize, &tonic::Status> = isolated.refused.iter().map(|(i, status)| (*i, status)).collect();
+    let mut ack = Vec::with_capacity(good.len() + bad.len());
+    for (index, delivery) in good.into_iter().enumerate() {
+        match refused.get(&index) {
+            Some(status) => bad.push((delivery, format!("telemetry refused it: {}", status.message()))),
+            None => ack.push(delivery.id),
+        }
+    }
     if !bad.is_empty() {
         let letters: Vec<Vec<u8>> = bad
             .iter()
@@ -158,22 +209,12 @@ async fn handle_batch(
             tracing::warn!(entry = %delivery.id, %error, "malformed stream entry dead-lettered");
         }
         match dead.push_many(&letters).await {
-            Ok(_) => {}
-            Err(err) => {
-                // Left un-acked: delivered (and dead-lettered) again later.
-                tracing::error!(error = %err, "cannot dead-letter malformed entries");
-                let refused: Vec<&str> = bad.iter().map(|(d, _)| d.id.as_str()).collect();
-                ack.retain(|id| !refused.contains(&id.as_str()));
-                bad.clear();
-            }
+            Ok(_) => ack.extend(bad.into_iter().map(|(delivery, _)| delivery.id)),
+            // Left un-acked: delivered (and dead-lettered) again later.
+            Err(err) => tracing::error!(error = %err, "cannot dead-letter malformed entries"),
         }
-        ack.extend(bad.iter().map(|(d, _)| d.id.clone()));
     }
-    if let Err(err) = queue.ack(&ack).await {
-        // Committed already: delivered again after the lease, and written again idempotently.
-        tracing::warn!(error = %err, entries = ack.len(), "cannot ack stream entries");
-    }
-    true
+    Some(ack)
 }
 
 /// A dead letter: the entry's id, why it was refused, and its payload.
