@@ -35,11 +35,11 @@ pub struct StreamOptions {
 }
 
 impl StreamOptions {
-    /// Batches of up to 5000 entries, pulls waiting up to 1 s, as `consumer`.
+    /// Batches of up to 10000 entries (telemetry's largest write), pulls waiting up to 1 s, as `consumer`.
     pub fn new(consumer: impl Into<String>) -> Self {
         StreamOptions {
             consumer: consumer.into(),
-            batch: 5000,
+            batch: 10_000,
             wait: Duration::from_secs(1),
         }
     }

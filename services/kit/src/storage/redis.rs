@@ -91,6 +91,8 @@ pub(crate) struct RedisQueue {
     group: String,
     opts: QueueOptions,
     group_ready: AtomicBool,
+    /// When expired leases were last looked for.
+    last_claim: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl RedisQueue {
@@ -101,7 +103,21 @@ impl RedisQueue {
             group,
             opts,
             group_ready: AtomicBool::new(false),
+            last_claim: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Whether to look for expired leases now: at most every quarter lease, because
+    /// `XAUTOCLAIM` scans the pending entries and most pulls would find none expired.
+    fn claim_due(&self) -> bool {
+        let every = (self.opts.lease / 4).max(Duration::from_millis(10));
+        let mut last = self.last_claim.lock().unwrap_or_else(|e| e.into_inner());
+        let now = std::time::Instant::now();
+        if last.is_some_and(|at| now.duration_since(at) < every) {
+            return false;
+        }
+        *last = Some(now);
+        true
     }
 
     /// Creates the group (and the stream) unless done already. The group starts at the
@@ -134,7 +150,8 @@ impl RedisQueue {
         let lease_ms = u64::try_from(self.opts.lease.as_millis()).unwrap_or(u64::MAX);
         let mut claimed: Vec<StreamId> = Vec::new();
         let mut cursor = "0-0".to_string();
-        for _ in 0..4 {
+        let rounds = if self.claim_due() { 4 } else { 0 };
+        for _ in 0..rounds {
             let mut cmd = redis::cmd("XAUTOCLAIM");
             cmd.arg(&self.key)
                 .arg(&self.group)
