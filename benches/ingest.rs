@@ -14,6 +14,10 @@ use deadpool_redis::redis;
 use sqlx::postgres::{PgPoolCopyExt, PgPoolOptions};
 use tokio::net::TcpListener;
 
+/// The same allocator as the `outpost` binary.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn setting<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
@@ -187,7 +191,7 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let mut drained = 0u64;
     while drained < stage_n {
-        let batch = queue.pull("stage", 5000, Duration::from_millis(100)).await?;
+        let batch = queue.pull("stage", 10_000, Duration::from_millis(100)).await?;
         let parsed: Vec<_> = batch
             .iter()
             .map(|d| outpost_ingest::parse_sensor_message(&d.payload))
@@ -199,7 +203,7 @@ async fn main() -> anyhow::Result<()> {
         drained += batch.len() as u64;
     }
     let stream_rate = rate(stage_n, started.elapsed());
-    println!("stage, stream alone (pull, parse, ack; 5000 a batch): {stream_rate:.0} readings/s");
+    println!("stage, stream alone (pull, parse, ack; 10000 a batch): {stream_rate:.0} readings/s");
     let writer = outpost_telemetry::Readings::new(stage.db.clone());
     let rows: Vec<outpost_telemetry::Reading> = (0..stage_n)
         .map(|i| {
@@ -215,11 +219,11 @@ async fn main() -> anyhow::Result<()> {
         })
         .collect();
     let started = Instant::now();
-    for chunk in rows.chunks(5000) {
+    for chunk in rows.chunks(10_000) {
         writer.write_readings(chunk).await?;
     }
     let write_rate = rate(stage_n, started.elapsed());
-    println!("stage, telemetry write alone (5000 a batch, one at a time): {write_rate:.0} readings/s");
+    println!("stage, telemetry write alone (10000 a batch, one at a time): {write_rate:.0} readings/s");
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "DROP SCHEMA IF EXISTS {namespace}stage_telemetry CASCADE"
     )))

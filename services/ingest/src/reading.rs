@@ -1,10 +1,12 @@
 //! Readings as ingest takes them in: the sensor hub's message format (one parser for Redis
 //! pub/sub, Redis streams and HTTP) and the checks every reading passes before telemetry.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, NaiveDateTime};
 use outpost_api::telemetry::v1 as telemetry;
 use outpost_kit::time::to_timestamp;
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// The device of a reading that names none.
 pub const DEFAULT_DEVICE: &str = "default";
@@ -65,31 +67,60 @@ fn error(field: &'static str, reason: impl Into<String>) -> ParseError {
 /// a `T` instead of the space works too) or RFC 3339 with an offset; `device` (default
 /// `default`) and `unit` are optional; other fields are ignored.
 pub fn parse_sensor_message(bytes: &[u8]) -> Result<Reading, ParseError> {
-    let value: Value = serde_json::from_slice(bytes).map_err(|e| error("message", format!("not JSON: {e}")))?;
-    let Value::Object(fields) = value else {
+    // A derived struct would also take an array (by position): only an object is a message.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(error("message", "not a JSON object"));
-    };
-    let text = |field: &'static str| -> Result<Option<&str>, ParseError> {
-        match fields.get(field) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.as_str())),
-            Some(_) => Err(error(field, "must be a string")),
+    }
+    let fields: Fields = serde_json::from_slice(bytes).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => error("message", format!("not a JSON object of sensor fields: {e}")),
+        _ => error("message", format!("not JSON: {e}")),
+    })?;
+    let sensor = text("sensor", fields.sensor)?.ok_or_else(|| error("sensor", "required"))?;
+    let device = text("device", fields.device)?.filter(|d| !d.is_empty());
+    let device = device.as_deref().unwrap_or(DEFAULT_DEVICE);
+    let unit = text("unit", fields.unit)?.filter(|u| !u.is_empty());
+    let value = match fields.value.map(RawValue::get) {
+        None | Some("null") => return Err(error("value", "required")),
+        Some(raw) if raw.starts_with('"') => {
+            let text: Cow<str> = serde_json::from_str(raw).map_err(|e| error("value", e.to_string()))?;
+            text.trim()
+                .parse::<f64>()
+                .map_err(|_| error("value", format!("{text:?} is not a number")))?
         }
-    };
-    let sensor = text("sensor")?.ok_or_else(|| error("sensor", "required"))?;
-    let device = text("device")?.filter(|d| !d.is_empty()).unwrap_or(DEFAULT_DEVICE);
-    let unit = text("unit")?.filter(|u| !u.is_empty());
-    let value = match fields.get("value") {
-        None | Some(Value::Null) => return Err(error("value", "required")),
-        Some(Value::Number(n)) => n.as_f64().ok_or_else(|| error("value", "not a number"))?,
-        Some(Value::String(s)) => s
-            .trim()
-            .parse::<f64>()
-            .map_err(|_| error("value", format!("{s:?} is not a number")))?,
+        Some(raw) if raw.starts_with(|c: char| c == '-' || c.is_ascii_digit()) => {
+            raw.parse::<f64>().map_err(|_| error("value", "not a number"))?
+        }
         Some(_) => return Err(error("value", "must be a number or a numeric string")),
     };
-    let time = parse_time(text("timestamp")?.ok_or_else(|| error("timestamp", "required"))?)?;
-    check(device, sensor, value, unit, time)
+    let time = parse_time(&text("timestamp", fields.timestamp)?.ok_or_else(|| error("timestamp", "required"))?)?;
+    check(device, sensor.as_ref(), value, unit.as_deref(), time)
+}
+
+/// The fields of a sensor message, still as JSON text: read without building a map, each
+/// checked on its own so an error names its field. Other fields are ignored.
+#[derive(serde::Deserialize)]
+struct Fields<'a> {
+    #[serde(borrow, default)]
+    sensor: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    device: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    unit: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    value: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    timestamp: Option<&'a RawValue>,
+}
+
+/// A string field, borrowed when it has no escapes; `None` when absent or null.
+fn text<'a>(field: &'static str, raw: Option<&'a RawValue>) -> Result<Option<Cow<'a, str>>, ParseError> {
+    match raw.map(RawValue::get) {
+        None | Some("null") => Ok(None),
+        Some(json) if json.starts_with('"') => serde_json::from_str(json)
+            .map(Some)
+            .map_err(|e| error(field, e.to_string())),
+        Some(_) => Err(error(field, "must be a string")),
+    }
 }
 
 /// A timestamp as µs UTC: RFC 3339, or a naive `YYYY-MM-DD HH:MM:SS[.fff]` taken as UTC.
