@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use deadpool_redis::redis::streams::{StreamAutoClaimReply, StreamId, StreamPendingCountReply, StreamReadReply};
+use deadpool_redis::redis::streams::{StreamAutoClaimReply, StreamId, StreamPendingCountReply};
 use deadpool_redis::redis::{self, AsyncConnectionConfig, FromRedisValue, RedisError, Value};
 use deadpool_redis::{Connection, Manager, Pool, Runtime};
 
@@ -188,9 +188,13 @@ impl RedisQueue {
                 deadline += wait;
             }
             cmd.arg("STREAMS").arg(&self.key).arg(">");
-            let reply: Option<StreamReadReply> = query(&self.pool, &cmd, deadline).await?;
-            for key in reply.map(|r| r.keys).unwrap_or_default() {
-                out.extend(key.ids.into_iter().map(|entry| to_delivery(entry, 1)));
+            let reply: Value = query(&self.pool, &cmd, deadline).await?;
+            for (id, fields) in read_entries(reply)? {
+                out.push(Delivery {
+                    id,
+                    payload: payload(fields),
+                    deliveries: 1,
+                });
             }
         }
         Ok(out)
@@ -218,22 +222,83 @@ impl RedisQueue {
 
 /// The `payload` field's bytes, or all fields as a JSON object for foreign producers.
 fn to_delivery(entry: StreamId, deliveries: u64) -> Delivery {
-    let payload = match entry.map.get("payload") {
-        Some(value) => value_bytes(value),
-        None => {
-            let fields: serde_json::Map<String, serde_json::Value> = entry
-                .map
-                .iter()
-                .map(|(k, v)| (k.clone(), String::from_utf8_lossy(&value_bytes(v)).into_owned().into()))
-                .collect();
-            serde_json::to_vec(&fields).unwrap_or_default()
-        }
-    };
+    let fields = entry
+        .map
+        .iter()
+        .map(|(name, value)| (name.clone().into_bytes(), value_bytes(value)))
+        .collect();
     Delivery {
         id: entry.id,
-        payload,
+        payload: payload(fields),
         deliveries,
     }
+}
+
+/// An entry's fields: names and values.
+type Fields = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// An entry's payload: its `payload` field, or else all its fields as a JSON object (entries
+/// that producers outside Outpost added field by field).
+fn payload(fields: Fields) -> Vec<u8> {
+    if let Some(at) = fields.iter().position(|(name, _)| name == b"payload") {
+        return fields.into_iter().nth(at).map(|(_, value)| value).unwrap_or_default();
+    }
+    let object: serde_json::Map<String, serde_json::Value> = fields
+        .into_iter()
+        .map(|(name, value)| {
+            let name = String::from_utf8_lossy(&name).into_owned();
+            (name, String::from_utf8_lossy(&value).into_owned().into())
+        })
+        .collect();
+    serde_json::to_vec(&object).unwrap_or_default()
+}
+
+/// The entries of an `XREADGROUP` reply (`[[key, [[id, [field, value, …]], …]], …]`, or nil),
+/// with their bytes moved out of the reply rather than copied into maps.
+fn read_entries(reply: Value) -> anyhow::Result<Vec<(String, Fields)>> {
+    fn items(value: Value) -> anyhow::Result<Vec<Value>> {
+        match value {
+            Value::Array(items) | Value::Set(items) => Ok(items),
+            Value::Map(pairs) => Ok(pairs.into_iter().flat_map(|(k, v)| [k, v]).collect()),
+            Value::Nil => Ok(Vec::new()),
+            other => anyhow::bail!("unexpected stream reply {other:?}"),
+        }
+    }
+    fn bytes(value: Value) -> Vec<u8> {
+        match value {
+            Value::BulkString(bytes) => bytes,
+            other => value_bytes(&other),
+        }
+    }
+    let mut entries = Vec::new();
+    let keys = items(reply)?;
+    // RESP2: [[key, entries], …]; RESP3: a map of key to entries, flattened to key, entries, ….
+    let per_key: Vec<Value> = if keys.first().is_some_and(|k| matches!(k, Value::Array(_))) {
+        keys.into_iter()
+            .map(items)
+            .collect::<anyhow::Result<Vec<_>>>()?
+            .into_iter()
+            .filter_map(|kv| kv.into_iter().nth(1))
+            .collect()
+    } else {
+        keys.into_iter().skip(1).step_by(2).collect()
+    };
+    for key_entries in per_key {
+        for entry in items(key_entries)? {
+            let mut parts = items(entry)?.into_iter();
+            let (Some(id), Some(fields)) = (parts.next(), parts.next()) else {
+                anyhow::bail!("stream entry without id or fields");
+            };
+            let id = String::from_utf8(bytes(id))?;
+            let mut flat = items(fields)?.into_iter();
+            let mut pairs = Vec::with_capacity(1);
+            while let (Some(name), Some(value)) = (flat.next(), flat.next()) {
+                pairs.push((bytes(name), bytes(value)));
+            }
+            entries.push((id, pairs));
+        }
+    }
+    Ok(entries)
 }
 
 fn value_bytes(value: &Value) -> Vec<u8> {
