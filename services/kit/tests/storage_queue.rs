@@ -197,3 +197,48 @@ async fn a_vanished_stream_is_recreated() {
         );
     }
 }
+
+#[tokio::test]
+async fn acked_entries_are_trimmed_from_the_stream() {
+    for backend in testing::backends() {
+        let storage = storage(&backend).await;
+        let Some(pool) = storage.redis() else { continue };
+        let queue = storage.queue("trim", opts(100));
+        for i in 0..5u8 {
+            queue.push(&[i]).await.unwrap();
+        }
+        let got = queue.pull("w", 5, WAIT).await.unwrap();
+        assert_eq!(got.len(), 5);
+        let key = format!("{}outpost:kitqueue:trim", storage.namespace());
+        let xlen = || async {
+            let mut conn = pool.get().await.unwrap();
+            deadpool_redis::redis::cmd("XLEN")
+                .arg(&key)
+                .query_async::<u64>(&mut conn)
+                .await
+                .unwrap()
+        };
+
+        // The oldest entry is still in flight: nothing at or after it may go.
+        let later: Vec<String> = got[1..].iter().map(|d| d.id.clone()).collect();
+        queue.ack(&later).await.unwrap();
+        assert_eq!(xlen().await, 5, "kept from the oldest pending entry on");
+        assert_eq!(queue.len().await.unwrap(), 1, "only the pending entry is queue work");
+
+        queue.push(b"new").await.unwrap();
+        queue.ack(std::slice::from_ref(&got[0].id)).await.unwrap();
+        assert_eq!(
+            xlen().await,
+            1,
+            "everything delivered and acked is trimmed; the new entry stays"
+        );
+        assert_eq!(queue.len().await.unwrap(), 1);
+        let next = queue.pull("w", 5, WAIT).await.unwrap();
+        assert_eq!(
+            next.iter().map(|d| d.payload.clone()).collect::<Vec<_>>(),
+            [b"new".to_vec()]
+        );
+        queue.ack(&[next[0].id.clone()]).await.unwrap();
+        assert_eq!((xlen().await, queue.len().await.unwrap()), (0, 0));
+    }
+}

@@ -83,8 +83,50 @@ fn is_code(error: &anyhow::Error, code: &str) -> bool {
         .is_some_and(|e| e.code() == Some(code) || e.to_string().contains(code))
 }
 
-/// A work queue on a Redis stream with a consumer group; acked entries are deleted, so the
-/// stream's length is the queue's length.
+/// Acks entries (`KEYS[1]` stream, `ARGV[1]` group, the rest ids), then trims the stream below
+/// the oldest entry still pending, or, with none pending, below the first one not delivered.
+/// Trimming drops whole stream nodes, where deleting each acked id would seek it one by one.
+/// The stream has one consumer group: the queue's.
+const ACK_AND_TRIM: &str = r"
+local key, group = KEYS[1], ARGV[1]
+if redis.call('EXISTS', key) == 0 then return 0 end
+for i = 2, #ARGV, 500 do
+  redis.call('XACK', key, group, unpack(ARGV, i, math.min(i + 499, #ARGV)))
+end
+local pending = redis.call('XPENDING', key, group)
+local floor
+if pending[1] > 0 then
+  floor = pending[2]
+else
+  for _, info in ipairs(redis.call('XINFO', 'GROUPS', key)) do
+    local fields = {}
+    for j = 1, #info, 2 do fields[info[j]] = info[j + 1] end
+    if fields['name'] == group then
+      local ms, seq = string.match(fields['last-delivered-id'], '(%d+)-(%d+)')
+      floor = ms .. '-' .. (tonumber(seq) + 1)
+    end
+  end
+end
+if floor then redis.call('XTRIM', key, 'MINID', floor) end
+return 0
+";
+
+/// The queue's length (`KEYS[1]` stream, `ARGV[1]` group): pending plus not yet delivered
+/// (the group's lag), or the stream's length when Redis cannot tell the lag; 0 when the
+/// stream does not exist.
+const LENGTH: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+for _, info in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
+  local fields = {}
+  for j = 1, #info, 2 do fields[info[j]] = info[j + 1] end
+  if fields['name'] == ARGV[1] and type(fields['lag']) == 'number' then
+    return fields['pending'] + fields['lag']
+  end
+end
+return redis.call('XLEN', KEYS[1])
+";
+
+/// A work queue on a Redis stream with a consumer group; acked entries are trimmed away.
 pub(crate) struct RedisQueue {
     pool: Pool,
     key: String,
@@ -141,8 +183,13 @@ impl RedisQueue {
         Ok(())
     }
 
+    /// Entries waiting or in flight: the group's pending entries plus those not delivered yet
+    /// (acked entries newer than the oldest pending one are still in the stream until trimmed).
     async fn length(&self) -> anyhow::Result<u64> {
-        query(&self.pool, redis::cmd("XLEN").arg(&self.key), CALL_TIMEOUT).await
+        self.ensure_group().await?;
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(LENGTH).arg(1).arg(&self.key).arg(&self.group);
+        query(&self.pool, &cmd, CALL_TIMEOUT).await
     }
 
     async fn pull_once(&self, consumer: &str, max: usize, wait: Duration) -> anyhow::Result<Vec<Delivery>> {
@@ -355,11 +402,9 @@ impl WorkQueue for RedisQueue {
         if ids.is_empty() {
             return Ok(());
         }
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        pipe.cmd("XACK").arg(&self.key).arg(&self.group).arg(ids).ignore();
-        pipe.cmd("XDEL").arg(&self.key).arg(ids).ignore();
-        query_pipe::<()>(&self.pool, &pipe).await?;
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(ACK_AND_TRIM).arg(1).arg(&self.key).arg(&self.group).arg(ids);
+        query::<()>(&self.pool, &cmd, CALL_TIMEOUT).await?;
         Ok(())
     }
 
