@@ -9,7 +9,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::FutureExt as _;
+use futures::{FutureExt as _, StreamExt as _};
 use outpost_api::telemetry::v1 as pb;
 use outpost_kit::storage::{Delivery, WorkQueue};
 use tokio::sync::mpsc;
@@ -20,6 +20,8 @@ use crate::telemetry::Telemetry;
 
 /// The consumer group of the sensor stream.
 pub const GROUP: &str = "ingest";
+/// Batches being written to telemetry at once.
+const WRITES_IN_FLIGHT: usize = 2;
 /// Longest wait between attempts while Redis or telemetry fail.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -74,7 +76,7 @@ pub async fn consume_stream(
     stop: impl Future<Output = ()> + Send,
 ) {
     let stop = stop.shared();
-    let (to_write, mut pulled) = mpsc::channel::<Parsed>(1);
+    let (to_write, pulled) = mpsc::channel::<Parsed>(1);
     let (to_ack, mut committed) = mpsc::channel::<Vec<String>>(2);
     tracing::info!(consumer = %options.consumer, "consuming the sensor stream");
 
@@ -106,10 +108,12 @@ pub async fn consume_stream(
         drop(to_write);
     };
     let write = async {
-        while let Some(batch) = pulled.recv().await {
-            let Some(ids) = write(&*dead, &telemetry, batch, stop.clone()).await else {
-                break;
-            };
+        // Two batches in flight: one is written while the other's response is on its way.
+        let mut written = tokio_stream::wrappers::ReceiverStream::new(pulled)
+            .map(|batch| write(&*dead, &telemetry, batch, stop.clone()))
+            .buffer_unordered(WRITES_IN_FLIGHT);
+        while let Some(ids) = written.next().await {
+            let Some(ids) = ids else { break };
             if to_ack.send(ids).await.is_err() {
                 break;
             }
