@@ -3,7 +3,8 @@
 use clap::Parser;
 
 /// mimalloc: the mesh allocates many small buffers across threads, where glibc's allocator
-/// spent a fifth of the CPU of the ingest benchmark.
+/// spent a fifth of the CPU of the ingest benchmark. Built without transparent huge pages,
+/// which otherwise doubled the idle memory.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
