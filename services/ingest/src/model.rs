@@ -30,6 +30,15 @@ pub struct ItemError {
     pub message: String,
 }
 
+impl From<&ItemError> for pb::RunError {
+    fn from(error: &ItemError) -> Self {
+        pb::RunError {
+            item: error.item.clone(),
+            message: error.message.clone(),
+        }
+    }
+}
+
 /// One load of one source.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Run {
@@ -115,14 +124,7 @@ impl Run {
                 skipped: self.counts.skipped,
                 failed: self.counts.failed,
             }),
-            errors: self
-                .errors
-                .iter()
-                .map(|e| pb::RunError {
-                    item: e.item.clone(),
-                    message: e.message.clone(),
-                })
-                .collect(),
+            errors: self.errors.iter().map(Into::into).collect(),
             failure: self.failure.clone(),
             create_time: Some(to_timestamp(self.created_at)),
             start_time: to_timestamp_opt(self.started_at),

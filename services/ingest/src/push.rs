@@ -29,14 +29,7 @@ impl PushSummary {
         pb::PushReadingsResponse {
             accepted: self.accepted,
             rejected: self.rejected,
-            errors: self
-                .errors
-                .iter()
-                .map(|e| pb::RunError {
-                    item: e.item.clone(),
-                    message: e.message.clone(),
-                })
-                .collect(),
+            errors: self.errors.iter().map(Into::into).collect(),
         }
     }
 
