@@ -6,6 +6,7 @@ use std::future::Future;
 use clap::{Parser, ValueEnum};
 use outpost_ingest::IngestConfig;
 use outpost_kit::config::Config;
+use outpost_kit::server::bind;
 use outpost_telemetry::TelemetryConfig;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -54,12 +55,6 @@ pub struct Listeners {
     pub telemetry: TcpListener,
     /// Plotting's.
     pub plotting: TcpListener,
-}
-
-async fn bind(setting: &str, addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("invalid setting {setting}: cannot listen on {addr}: {e}"))
 }
 
 impl Listeners {

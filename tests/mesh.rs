@@ -2,32 +2,22 @@
 
 mod common;
 
-use serde_json::Value;
+use common::{get, post};
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_service_answers_through_the_gateway() {
     for backend in outpost_kit::testing::backends() {
         let mesh = common::start(&backend).await;
         let http = reqwest::Client::new();
+        let label = backend.label;
 
-        let ready: Value = http
-            .get(format!("{}/readyz", mesh.base))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let (_, ready) = get(&http, format!("{}/readyz", mesh.base)).await;
         for service in ["ingest", "media", "telemetry", "plotting"] {
-            assert_eq!(
-                ready["services"][service]["status"], "SERVING",
-                "{}: {ready}",
-                backend.label
-            );
+            assert_eq!(ready["services"][service]["status"], "SERVING", "{label}: {ready}");
             assert_eq!(
                 ready["services"][service]["dependencies"]["sql"], "SERVING",
-                "{}: {ready}",
-                backend.label
+                "{label}: {ready}"
             );
         }
         assert_eq!(
@@ -48,52 +38,28 @@ async fn every_service_answers_through_the_gateway() {
             ("/api/v1/devices", "devices"),
             ("/api/v1/plotJobs", "plotJobs"),
         ] {
-            let response = http.get(format!("{}{path}", mesh.base)).send().await.unwrap();
-            assert_eq!(response.status(), 200, "{} {path}", backend.label);
-            let body: Value = response.json().await.unwrap();
-            assert!(body[field].is_array(), "{} {path}: {body}", backend.label);
+            let (status, body) = get(&http, format!("{}{path}", mesh.base)).await;
+            assert_eq!(status, 200, "{label} {path}");
+            assert!(body[field].is_array(), "{label} {path}: {body}");
         }
 
         // Bad input is a 400 naming the field; a missing resource is a 404; both JSON.
-        let response = http
-            .get(format!("{}/api/v1/plotJobs?pageSize=-1", mesh.base))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 400);
-        let body: Value = response.json().await.unwrap();
+        let (status, body) = get(&http, format!("{}/api/v1/plotJobs?pageSize=-1", mesh.base)).await;
+        assert_eq!(status, 400);
         assert_eq!(body["error"]["code"], "INVALID_ARGUMENT");
         assert!(
             body["error"]["message"].as_str().unwrap().contains("page_size"),
             "{body}"
         );
-        let response = http
-            .get(format!("{}/api/v1/plotJobs/nope", mesh.base))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 404);
+        let (status, _) = get(&http, format!("{}/api/v1/plotJobs/nope", mesh.base)).await;
+        assert_eq!(status, 404);
 
         // A write through media, read back through the gateway.
-        let created: Value = http
-            .post(format!("{}/api/v1/objects", mesh.base))
-            .json(&serde_json::json!({"object": {"kind": "note", "contentType": "text/plain"}, "content": "aGVsbG8="}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let note = json!({"object": {"kind": "note", "contentType": "text/plain"}, "content": "aGVsbG8="});
+        let (_, created) = post(&http, format!("{}/api/v1/objects", mesh.base), &note).await;
         let name = created["object"]["name"].as_str().expect("object name").to_string();
         assert_eq!(created["object"]["sizeBytes"], "5");
-        let listed: Value = http
-            .get(format!("{}/api/v1/objects?kind=note", mesh.base))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let (_, listed) = get(&http, format!("{}/api/v1/objects?kind=note", mesh.base)).await;
         assert_eq!(listed["objects"][0]["name"], name.as_str());
 
         mesh.stop().await;
@@ -106,22 +72,14 @@ async fn embedded_data_survives_a_restart() {
     assert_eq!(backend.label, "embedded");
     let http = reqwest::Client::new();
     let mesh = common::start(&backend).await;
-    let created: Value = http
-        .post(format!("{}/api/v1/objects", mesh.base))
-        .json(&serde_json::json!({"object": {"kind": "note"}, "content": "c3Vydml2ZQ=="}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let note = json!({"object": {"kind": "note"}, "content": "c3Vydml2ZQ=="});
+    let (_, created) = post(&http, format!("{}/api/v1/objects", mesh.base), &note).await;
     let name = created["object"]["name"].as_str().unwrap().to_string();
     mesh.stop().await;
 
     let mesh = common::start(&backend).await;
-    let got = http.get(format!("{}/api/v1/{name}", mesh.base)).send().await.unwrap();
-    assert_eq!(got.status(), 200);
-    let got: Value = got.json().await.unwrap();
+    let (status, got) = get(&http, format!("{}/api/v1/{name}", mesh.base)).await;
+    assert_eq!(status, 200);
     assert_eq!(got["object"]["sizeBytes"], "7");
     mesh.stop().await;
 }

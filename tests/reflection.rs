@@ -13,46 +13,30 @@ async fn connect(endpoint: String) -> tonic::transport::Channel {
         .unwrap()
 }
 
-async fn services_v1(endpoint: String) -> Vec<String> {
-    use tonic_reflection::pb::v1::ServerReflectionRequest;
-    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
-    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
-    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-    let mut client = ServerReflectionClient::new(connect(endpoint).await);
-    let request = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut stream = client
-        .server_reflection_info(futures::stream::iter([request]))
-        .await
-        .unwrap()
-        .into_inner();
-    match stream.message().await.unwrap().unwrap().message_response.unwrap() {
-        MessageResponse::ListServicesResponse(list) => list.service.into_iter().map(|s| s.name).collect(),
-        other => panic!("unexpected reflection answer {other:?}"),
-    }
-}
-
-async fn services_v1alpha(endpoint: String) -> Vec<String> {
-    use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
-    use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
-    use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
-    use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
-    let mut client = ServerReflectionClient::new(connect(endpoint).await);
-    let request = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut stream = client
-        .server_reflection_info(futures::stream::iter([request]))
-        .await
-        .unwrap()
-        .into_inner();
-    match stream.message().await.unwrap().unwrap().message_response.unwrap() {
-        MessageResponse::ListServicesResponse(list) => list.service.into_iter().map(|s| s.name).collect(),
-        other => panic!("unexpected reflection answer {other:?}"),
-    }
+/// The services a server lists through reflection `$version` (`v1` or `v1alpha`).
+macro_rules! listed_services {
+    ($version:ident, $endpoint:expr) => {{
+        use tonic_reflection::pb::$version::ServerReflectionRequest;
+        use tonic_reflection::pb::$version::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::$version::server_reflection_request::MessageRequest;
+        use tonic_reflection::pb::$version::server_reflection_response::MessageResponse;
+        let mut client = ServerReflectionClient::new(connect($endpoint).await);
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut stream = client
+            .server_reflection_info(futures::stream::iter([request]))
+            .await
+            .unwrap()
+            .into_inner();
+        match stream.message().await.unwrap().unwrap().message_response.unwrap() {
+            MessageResponse::ListServicesResponse(list) => {
+                list.service.into_iter().map(|s| s.name).collect::<Vec<String>>()
+            }
+            other => panic!("unexpected reflection answer {other:?}"),
+        }
+    }};
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -68,8 +52,8 @@ async fn each_service_reflects_and_reports_health() {
     ];
     for (endpoint, service) in endpoints {
         for listed in [
-            services_v1(endpoint.clone()).await,
-            services_v1alpha(endpoint.clone()).await,
+            listed_services!(v1, endpoint.clone()),
+            listed_services!(v1alpha, endpoint.clone()),
         ] {
             assert!(listed.iter().any(|s| s == service), "{service} not in {listed:?}");
             assert!(listed.iter().any(|s| s == "grpc.health.v1.Health"), "{listed:?}");

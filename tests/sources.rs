@@ -4,28 +4,15 @@
 
 mod common;
 
+use common::{answer, get, post};
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use reqwest::{Client, StatusCode};
+use reqwest::Client;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpListener;
-
-async fn answer(response: reqwest::Response) -> (StatusCode, Value) {
-    let status = response.status();
-    let text = response.text().await.unwrap();
-    let body = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{status}: not JSON ({e}): {text}"));
-    (status, body)
-}
-
-async fn get(http: &Client, url: String) -> (StatusCode, Value) {
-    answer(http.get(url).send().await.unwrap()).await
-}
-
-async fn post(http: &Client, url: String, body: &Value) -> (StatusCode, Value) {
-    answer(http.post(url).json(body).send().await.unwrap()).await
-}
 
 fn values(readings: &Value) -> Vec<f64> {
     readings

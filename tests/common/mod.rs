@@ -102,3 +102,25 @@ impl Drop for Mesh {
         }
     }
 }
+
+/// A response's status and JSON body (panics, showing the body, when it is not JSON).
+pub async fn answer(response: reqwest::Response) -> (reqwest::StatusCode, serde_json::Value) {
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{status}: not JSON ({e}): {text}"));
+    (status, body)
+}
+
+/// `GET url`: status and JSON body.
+pub async fn get(http: &reqwest::Client, url: String) -> (reqwest::StatusCode, serde_json::Value) {
+    answer(http.get(url).send().await.unwrap()).await
+}
+
+/// `POST url` with a JSON body: status and JSON body.
+pub async fn post(
+    http: &reqwest::Client,
+    url: String,
+    body: &serde_json::Value,
+) -> (reqwest::StatusCode, serde_json::Value) {
+    answer(http.post(url).json(body).send().await.unwrap()).await
+}

@@ -95,12 +95,7 @@ pub async fn serve(
     ingest: IngestConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(config.ingest_addr).await.map_err(|e| {
-        anyhow::anyhow!(
-            "invalid setting OUTPOST_INGEST_ADDR: cannot listen on {}: {e}",
-            config.ingest_addr
-        )
-    })?;
+    let listener = outpost_kit::server::bind("OUTPOST_INGEST_ADDR", config.ingest_addr).await?;
     serve_on(config, ingest, listener, shutdown).await
 }
 

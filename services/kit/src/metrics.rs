@@ -63,11 +63,6 @@ static HTTP_LATENCY: LazyLock<HistogramVec> = LazyLock::new(|| {
     )
 });
 
-/// The process registry.
-pub fn registry() -> &'static Registry {
-    &REGISTRY
-}
-
 /// Registers a collector once and returns it (a second registration of the same metric is ignored).
 pub fn register<C: prometheus::core::Collector + Clone + 'static>(collector: C) -> C {
     if let Err(err) = REGISTRY.register(Box::new(collector.clone()))

@@ -18,6 +18,13 @@ use tracing::Instrument;
 
 use crate::storage::Dependency;
 
+/// Listens on `addr`; a failure names the setting it came from (`OUTPOST_MEDIA_ADDR`, …).
+pub async fn bind(setting: &str, addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("invalid setting {setting}: cannot listen on {addr}: {e}"))
+}
+
 /// How often dependencies are checked.
 pub const HEALTH_INTERVAL: Duration = Duration::from_secs(3);
 

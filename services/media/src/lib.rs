@@ -25,7 +25,7 @@ pub fn migrations() -> Migrations {
 
 /// Serves media on its configured address until `shutdown` resolves.
 pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(config.media_addr).await?;
+    let listener = outpost_kit::server::bind("OUTPOST_MEDIA_ADDR", config.media_addr).await?;
     serve_on(config, listener, shutdown).await
 }
 

@@ -22,7 +22,7 @@ pub fn migrations() -> Migrations {
 
 /// Serves plotting on its configured address until `shutdown` resolves.
 pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(config.plotting_addr).await?;
+    let listener = outpost_kit::server::bind("OUTPOST_PLOTTING_ADDR", config.plotting_addr).await?;
     serve_on(config, listener, shutdown).await
 }
 

@@ -67,7 +67,7 @@ pub async fn serve(
     telemetry: TelemetryConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(config.telemetry_addr).await?;
+    let listener = outpost_kit::server::bind("OUTPOST_TELEMETRY_ADDR", config.telemetry_addr).await?;
     serve_on(config, telemetry, listener, shutdown).await
 }
 
