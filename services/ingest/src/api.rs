@@ -156,19 +156,18 @@ impl IngestService for IngestApi {
             }
             let before = summary.rejected;
             let valid = summary.check_batch(batch, &message.readings);
-            for _ in before..summary.rejected {
-                metrics::malformed(metrics::source::PUSH);
-            }
+            metrics::malformed(metrics::source::PUSH, (summary.rejected - before) as u64);
             if !valid.is_empty() {
-                let readings: Vec<_> = valid.iter().map(|r| r.to_telemetry()).collect();
+                let count = valid.len();
+                let readings: Vec<_> = valid.into_iter().map(Into::into).collect();
                 self.telemetry.write(&readings).await.map_err(|status| {
                     Status::new(
                         status.code(),
                         format!("telemetry did not commit batch {batch}: {}", status.message()),
                     )
                 })?;
-                summary.accepted += valid.len() as i64;
-                metrics::readings(metrics::source::PUSH, valid.len() as u64);
+                summary.accepted += count as i64;
+                metrics::readings(metrics::source::PUSH, count as u64);
             }
             batch += 1;
         }

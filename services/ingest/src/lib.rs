@@ -40,7 +40,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 #[derive(clap::Args, Clone, Debug)]
 pub struct IngestConfig {
     /// Base URL of openSenseMap (ingest fetches `{url}/boxes?full=true`, nothing else).
-    #[arg(long, env = "OUTPOST_OPENSENSEMAP_URL", default_value = "https://api.opensensemap.org", value_parser = parse_base_url)]
+    #[arg(long, env = "OUTPOST_OPENSENSEMAP_URL", default_value = "https://api.opensensemap.org", value_parser = outpost_kit::config::parse_url)]
     pub opensensemap_url: String,
     /// Seconds between scheduled openSenseMap loads (the first at start), 0 = only on demand.
     #[arg(long, env = "OUTPOST_OPENSENSEMAP_INTERVAL_SECONDS", default_value = "0")]
@@ -64,14 +64,6 @@ impl Default for IngestConfig {
             sensor_stream: "sensor_readings".into(),
         }
     }
-}
-
-fn parse_base_url(value: &str) -> Result<String, String> {
-    let url = reqwest::Url::parse(value).map_err(|e| format!("not a URL: {e}"))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err("must be an http:// or https:// URL with a host".into());
-    }
-    Ok(value.trim_end_matches('/').to_string())
 }
 
 fn parse_redis_key(value: &str) -> Result<String, String> {

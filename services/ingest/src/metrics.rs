@@ -71,8 +71,8 @@ static RUNS: LazyLock<IntCounterVec> = LazyLock::new(|| {
 });
 
 /// Counts a malformed message from `source`.
-pub fn malformed(source: &str) {
-    MALFORMED.with_label_values(&[source]).inc();
+pub fn malformed(source: &str, count: u64) {
+    MALFORMED.with_label_values(&[source]).inc_by(count);
 }
 
 /// How many malformed messages came from `source` so far (for tests).

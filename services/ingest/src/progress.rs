@@ -113,11 +113,6 @@ impl RunHandle {
         }
     }
 
-    /// The run as it is now.
-    pub fn run(&self) -> Run {
-        self.live.current()
-    }
-
     /// Whether the run was asked to stop (cancelled, or the process is shutting down): the
     /// loader returns at its next item.
     pub fn should_stop(&self) -> bool {
@@ -153,14 +148,6 @@ impl RunHandle {
     pub fn add_failed(&self, item: impl Into<String>, message: impl Into<String>) {
         self.live.update(|run| {
             run.counts.failed += 1;
-            run.push_error(item, message);
-        });
-    }
-
-    /// Counts `n` items that failed together, keeping one error for them.
-    pub fn add_failed_many(&self, n: i64, item: impl Into<String>, message: impl Into<String>) {
-        self.live.update(|run| {
-            run.counts.failed += n;
             run.push_error(item, message);
         });
     }

@@ -13,9 +13,9 @@ use futures::{FutureExt as _, StreamExt as _};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::metrics;
 use crate::reading::{Reading, parse_sensor_message};
 use crate::telemetry::Telemetry;
-use crate::{metrics, telemetry};
 
 /// Readings per telemetry write, at most.
 pub const MAX_BATCH: usize = 1000;
@@ -99,7 +99,7 @@ async fn read(
                         }
                     }
                     Err(err) => {
-                        metrics::malformed(metrics::source::PUBSUB);
+                        metrics::malformed(metrics::source::PUBSUB, 1);
                         tracing::warn!(error = %err, "malformed sensor message skipped");
                     }
                 }
@@ -120,11 +120,11 @@ async fn read(
 async fn write_batches(mut rx: mpsc::Receiver<Reading>, telemetry: Telemetry, stop: impl Future<Output = ()> + Clone) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.recv().await {
-        batch.push(first.to_telemetry());
+        batch.push(first.into());
         let deadline = Instant::now() + MAX_DELAY;
         while batch.len() < MAX_BATCH {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(reading)) => batch.push(reading.to_telemetry()),
+                Ok(Some(reading)) => batch.push(reading.into()),
                 Ok(None) | Err(_) => break,
             }
         }
@@ -142,14 +142,15 @@ async fn write(telemetry: &Telemetry, batch: &[outpost_api::telemetry::v1::Readi
     loop {
         match telemetry.write_isolating(batch).await {
             Ok(isolated) => {
+                metrics::malformed(metrics::source::PUBSUB, isolated.refused.len() as u64);
                 for (index, status) in &isolated.refused {
-                    metrics::malformed(metrics::source::PUBSUB);
                     tracing::warn!(reading = ?batch[*index], error = %status.message(), "telemetry refused a reading");
                 }
                 metrics::readings(metrics::source::PUBSUB, (batch.len() - isolated.refused.len()) as u64);
                 return;
             }
-            Err(status) if stopping || !telemetry::is_transient(&status) => {
+            // write_isolating fails only with a transient error: try again unless stopping.
+            Err(status) if stopping => {
                 tracing::error!(readings = batch.len(), error = %status.message(), "sensor readings lost");
                 return;
             }

@@ -30,15 +30,22 @@ pub struct Reading {
 }
 
 impl Reading {
-    /// The reading as telemetry writes it (the sensor's kind is its id).
+    /// The reading as telemetry writes it, copied (see the `From` conversion to move it).
     pub fn to_telemetry(&self) -> telemetry::Reading {
+        self.clone().into()
+    }
+}
+
+/// The reading as telemetry writes it (the sensor's kind is its id).
+impl From<Reading> for telemetry::Reading {
+    fn from(reading: Reading) -> Self {
         telemetry::Reading {
-            device: self.device.clone(),
-            sensor: self.sensor.clone(),
-            value: self.value,
-            time: Some(to_timestamp(self.time)),
-            unit: self.unit.clone().unwrap_or_default(),
-            kind: self.sensor.clone(),
+            kind: reading.sensor.clone(),
+            device: reading.device,
+            sensor: reading.sensor,
+            value: reading.value,
+            time: Some(to_timestamp(reading.time)),
+            unit: reading.unit.unwrap_or_default(),
         }
     }
 }
@@ -164,7 +171,7 @@ pub fn check(device: &str, sensor: &str, value: f64, unit: Option<&str>, time: i
     if unit.is_some_and(|u| u.chars().count() > MAX_UNIT_CHARS) {
         return Err(error("unit", format!("longer than {MAX_UNIT_CHARS} characters")));
     }
-    if !(-62_135_596_800_000_000..=253_402_300_799_999_999).contains(&time) {
+    if !outpost_kit::time::STORABLE_MICROS.contains(&time) {
         return Err(error("timestamp", "out of range"));
     }
     Ok(Reading {

@@ -41,7 +41,7 @@ impl StreamOptions {
     pub fn new(consumer: impl Into<String>) -> Self {
         StreamOptions {
             consumer: consumer.into(),
-            batch: 10_000,
+            batch: crate::telemetry::MAX_WRITE_BATCH,
             wait: Duration::from_secs(1),
         }
     }
@@ -156,7 +156,7 @@ fn parse(deliveries: Vec<Delivery>) -> Parsed {
     for delivery in deliveries {
         match parse_sensor_message(&delivery.payload) {
             Ok(reading) => {
-                parsed.readings.push(reading.to_telemetry());
+                parsed.readings.push(reading.into());
                 parsed.good.push(delivery);
             }
             Err(err) => parsed.bad.push((delivery, err.to_string())),
@@ -208,8 +208,8 @@ async fn write(
             .iter()
             .map(|(delivery, error)| dead_letter(delivery, error))
             .collect();
+        metrics::malformed(metrics::source::STREAM, bad.len() as u64);
         for (delivery, error) in &bad {
-            metrics::malformed(metrics::source::STREAM);
             tracing::warn!(entry = %delivery.id, %error, "malformed stream entry dead-lettered");
         }
         match dead.push_many(&letters).await {

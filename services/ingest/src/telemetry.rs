@@ -29,21 +29,21 @@ pub struct Telemetry {
 impl Telemetry {
     /// A client of telemetry at `endpoint` whose calls have the deadline `timeout`; connects lazily.
     pub fn connect(endpoint: &str, timeout: Duration) -> anyhow::Result<Self> {
+        let channel = client::channel(endpoint, timeout)?;
         Ok(Telemetry {
-            client: TelemetryServiceClient::new(client::traced(endpoint, timeout)?),
-            health: HealthClient::new(client::channel(endpoint, timeout)?),
+            client: TelemetryServiceClient::new(client::with_trace(channel.clone())),
+            health: HealthClient::new(channel),
         })
     }
 
-    /// Writes readings (in calls of at most [`MAX_WRITE_BATCH`]); returns how many telemetry
-    /// committed. Retried while telemetry is unavailable: writes are idempotent.
+    /// Writes readings (in calls of at most [`MAX_WRITE_BATCH`]). Retried while telemetry is
+    /// unavailable: writes are idempotent.
     /// A reading repeated in one call (same device, sensor and time) is written once, the last
     /// one winning, as it would over two calls.
-    pub async fn write(&self, readings: &[pb::Reading]) -> Result<i64, Status> {
+    pub async fn write(&self, readings: &[pb::Reading]) -> Result<(), Status> {
         let readings = dedupe(readings);
-        let mut written = 0;
         for chunk in chunks(&readings) {
-            let response = client::retry(|| {
+            client::retry(|| {
                 let mut client = self.client.clone();
                 let request = pb::WriteReadingsRequest {
                     readings: chunk.to_vec(),
@@ -51,9 +51,8 @@ impl Telemetry {
                 async move { client.write_readings(request).await }
             })
             .await?;
-            written += response.into_inner().written;
         }
-        Ok(written)
+        Ok(())
     }
 
     /// Writes readings like [`Telemetry::write`]; when telemetry refuses the batch (not a
@@ -61,24 +60,16 @@ impl Telemetry {
     /// why. A transient failure is returned as is: nothing is known to be refused.
     pub async fn write_isolating(&self, readings: &[pb::Reading]) -> Result<Isolated, Status> {
         match self.write(readings).await {
-            Ok(written) => {
-                return Ok(Isolated {
-                    written,
-                    refused: Vec::new(),
-                });
-            }
+            Ok(()) => return Ok(Isolated::default()),
             Err(status) if is_transient(&status) => return Err(status),
             Err(status) => {
                 tracing::warn!(error = %status.message(), "telemetry refused a batch; writing it one by one")
             }
         }
-        let mut isolated = Isolated {
-            written: 0,
-            refused: Vec::new(),
-        };
+        let mut isolated = Isolated::default();
         for (index, reading) in readings.iter().enumerate() {
             match self.write(std::slice::from_ref(reading)).await {
-                Ok(written) => isolated.written += written,
+                Ok(()) => {}
                 Err(status) if is_transient(&status) => return Err(status),
                 Err(status) => isolated.refused.push((index, status)),
             }
@@ -129,8 +120,6 @@ impl Telemetry {
 /// What [`Telemetry::write_isolating`] did.
 #[derive(Debug, Default)]
 pub struct Isolated {
-    /// Readings committed.
-    pub written: i64,
     /// Readings telemetry refused: their index in the batch, and why.
     pub refused: Vec<(usize, Status)>,
 }
@@ -156,10 +145,10 @@ fn chunks(readings: &[pb::Reading]) -> Vec<&[pb::Reading]> {
 
 /// The readings with each (device, sensor, time) once, the last occurrence winning.
 fn dedupe(readings: &[pb::Reading]) -> Cow<'_, [pb::Reading]> {
-    let key = |r: &pb::Reading| {
+    fn key(r: &pb::Reading) -> (&str, &str, i64, i32) {
         let time = r.time.unwrap_or_default();
-        (r.device.clone(), r.sensor.clone(), time.seconds, time.nanos)
-    };
+        (r.device.as_str(), r.sensor.as_str(), time.seconds, time.nanos)
+    }
     let mut last: HashMap<_, usize> = HashMap::with_capacity(readings.len());
     for (index, reading) in readings.iter().enumerate() {
         last.insert(key(reading), index);

@@ -249,7 +249,8 @@ fn parse_namespace(value: &str) -> Result<String, String> {
     Ok(value.to_string())
 }
 
-fn parse_url(value: &str) -> Result<String, String> {
+/// An `http://` or `https://` URL with a host, without a trailing `/` (a clap value parser).
+pub fn parse_url(value: &str) -> Result<String, String> {
     let url = url::Url::parse(value).map_err(|e| format!("not a URL: {e}"))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return Err("must be an http:// or https:// URL with a host".into());

@@ -3,6 +3,9 @@
 
 use crate::error::{Error, Result};
 
+/// The stored times: years 1 to 9999, in microseconds since the epoch.
+pub const STORABLE_MICROS: std::ops::RangeInclusive<i64> = -62_135_596_800_000_000..=253_402_300_799_999_999;
+
 /// Now, in microseconds since the epoch.
 pub fn now_micros() -> i64 {
     chrono::Utc::now().timestamp_micros()
@@ -21,12 +24,16 @@ pub fn to_timestamp_opt(micros: Option<i64>) -> Option<prost_types::Timestamp> {
     micros.map(to_timestamp)
 }
 
-/// A protobuf timestamp from `field` as stored microseconds (years 1 to 9999).
+/// A protobuf timestamp from `field` as stored microseconds ([`STORABLE_MICROS`]).
 pub fn from_timestamp(field: &str, ts: &prost_types::Timestamp) -> Result<i64> {
-    if !(-62_135_596_800..=253_402_300_799).contains(&ts.seconds) || !(0..1_000_000_000).contains(&ts.nanos) {
-        return Err(Error::invalid(field, "timestamp out of range"));
+    let micros = ts
+        .seconds
+        .checked_mul(1_000_000)
+        .map(|m| m + i64::from(ts.nanos) / 1000);
+    match micros {
+        Some(m) if (0..1_000_000_000).contains(&ts.nanos) && STORABLE_MICROS.contains(&m) => Ok(m),
+        _ => Err(Error::invalid(field, "timestamp out of range")),
     }
-    Ok(ts.seconds * 1_000_000 + i64::from(ts.nanos) / 1000)
 }
 
 /// A protobuf duration from `field` in microseconds (must be positive).

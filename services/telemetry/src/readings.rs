@@ -19,8 +19,6 @@ pub const MAX_BATCH: usize = 10_000;
 pub const MAX_UNIT_LEN: usize = 32;
 /// Attempts of a batch that lost a deadlock or a serialization race on PostgreSQL.
 const ATTEMPTS: u32 = 3;
-/// The earliest and latest storable times (years 1 to 9999), microseconds.
-const TIME_RANGE: std::ops::RangeInclusive<i64> = -62_135_596_800_000_000..=253_402_300_799_999_999;
 
 /// One reading.
 #[derive(Clone, Debug, PartialEq)]
@@ -58,7 +56,7 @@ pub fn validate(readings: &[Reading]) -> Result<()> {
         if !reading.value.is_finite() {
             return Err(Error::invalid(field("value"), "must be a finite number"));
         }
-        if !TIME_RANGE.contains(&reading.time) {
+        if !outpost_kit::time::STORABLE_MICROS.contains(&reading.time) {
             return Err(Error::invalid(field("time"), "timestamp out of range"));
         }
         if !reading.kind.is_empty() && !is_valid_id(&reading.kind) {
