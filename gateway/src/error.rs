@@ -57,11 +57,6 @@ impl ApiError {
         Self::new(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", message)
     }
 
-    /// 403 `PERMISSION_DENIED`.
-    pub fn forbidden(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "PERMISSION_DENIED", message)
-    }
-
     /// 404 `NOT_FOUND`.
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "NOT_FOUND", message)
@@ -70,13 +65,6 @@ impl ApiError {
     /// 405 `METHOD_NOT_ALLOWED` (gateway only; there is no gRPC code for it).
     pub fn method_not_allowed(message: impl Into<String>) -> Self {
         Self::new(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", message)
-    }
-
-    /// 409 `FAILED_PRECONDITION`: the resource is not in a state that allows this (such as an
-    /// unfinished job's image). The generic mapping of the gRPC code is 400; hand-written routes
-    /// use this where the source system's clients expect 409.
-    pub fn conflict(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::CONFLICT, "FAILED_PRECONDITION", message)
     }
 
     /// 413 `PAYLOAD_TOO_LARGE`.
@@ -160,12 +148,6 @@ impl From<tonic::Status> for ApiError {
             message: status.message().to_string(),
             details: rpc_details(status.details()),
         }
-    }
-}
-
-impl From<prost_reflect::DescriptorError> for ApiError {
-    fn from(err: prost_reflect::DescriptorError) -> Self {
-        Self::internal(err.to_string())
     }
 }
 

@@ -28,9 +28,9 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderValue};
+use outpost_kit::client::Traced;
 use outpost_kit::config::Config;
 use prost_reflect::DescriptorPool;
-use tonic::transport::Channel;
 
 mod codec;
 pub mod error;
@@ -49,21 +49,22 @@ pub use error::ApiError;
 #[derive(Clone, Debug)]
 pub struct Upstreams {
     /// The ingest service.
-    pub ingest: Channel,
+    pub ingest: Traced,
     /// The media service.
-    pub media: Channel,
+    pub media: Traced,
     /// The telemetry service.
-    pub telemetry: Channel,
+    pub telemetry: Traced,
     /// The plotting service.
-    pub plotting: Channel,
+    pub plotting: Traced,
 }
 
 impl Upstreams {
-    /// Lazily connecting channels to the configured endpoints, each call with the configured deadline.
+    /// Lazily connecting channels to the configured endpoints, each call with the configured
+    /// deadline and the current trace context.
     pub fn connect(config: &Config) -> anyhow::Result<Self> {
         let timeout = config.rpc_timeout();
         let channel = |endpoint: String, setting: &str| {
-            outpost_kit::client::channel(&endpoint, timeout).with_context(|| format!("gateway upstream {setting}"))
+            outpost_kit::client::traced(&endpoint, timeout).with_context(|| format!("gateway upstream {setting}"))
         };
         Ok(Self {
             ingest: channel(config.ingest_endpoint(), "OUTPOST_INGEST_URL")?,
@@ -73,7 +74,7 @@ impl Upstreams {
         })
     }
 
-    fn by_service(&self) -> HashMap<String, Channel> {
+    fn by_service(&self) -> HashMap<String, Traced> {
         HashMap::from([
             (outpost_api::names::INGEST.to_string(), self.ingest.clone()),
             (outpost_api::names::MEDIA.to_string(), self.media.clone()),

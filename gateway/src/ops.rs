@@ -10,8 +10,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::StatusCode;
 use http::header::{CONTENT_TYPE, HeaderValue};
+use outpost_kit::client::Traced;
 use serde::Serialize;
-use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -22,7 +22,7 @@ use crate::Upstreams;
 const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Dependencies a service may report on health as `{service}/{dependency}`.
-pub const DEPENDENCIES: [&str; 4] = ["sql", "redis", "objects", "queue"];
+pub const DEPENDENCIES: [&str; 3] = outpost_kit::storage::dependency::ALL;
 
 /// The ops routes.
 pub fn routes(upstreams: &Upstreams) -> Router {
@@ -61,7 +61,7 @@ async fn metrics() -> Response {
 struct Target {
     short: &'static str,
     service: &'static str,
-    channel: Channel,
+    channel: Traced,
 }
 
 fn targets(upstreams: &Upstreams) -> Vec<Target> {
@@ -202,11 +202,10 @@ async fn check_service(target: &Target) -> ServiceReadiness {
     }
 }
 
-async fn check(channel: Channel, service: String) -> Check {
+async fn check(channel: Traced, service: String) -> Check {
     let mut client = HealthClient::new(channel);
     let mut request = tonic::Request::new(HealthCheckRequest { service });
     request.set_timeout(CHECK_TIMEOUT);
-    outpost_kit::trace::inject(request.metadata_mut());
     match tokio::time::timeout(CHECK_TIMEOUT, client.check(request)).await {
         Ok(Ok(response)) => Check::Status(response.into_inner().status()),
         Ok(Err(status)) if status.code() == tonic::Code::NotFound => Check::Unused,

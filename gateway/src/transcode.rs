@@ -13,8 +13,8 @@ use bytes::Bytes;
 use http::header::{ALLOW, CONTENT_TYPE, HeaderValue};
 use http::uri::PathAndQuery;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
+use outpost_kit::client::Traced;
 use prost_reflect::{DynamicMessage, SerializeOptions};
-use tonic::transport::Channel;
 use tracing::Instrument;
 
 use crate::codec::DynamicCodec;
@@ -38,32 +38,44 @@ pub const UNMATCHED: &str = "unmatched";
 /// Everything the handler needs.
 pub struct Transcoder {
     routes: RouteTable,
-    upstreams: HashMap<String, Channel>,
+    /// Per RPC (full name): its client and path, made once at start.
+    targets: HashMap<String, Target>,
     timeout: Duration,
     max_body: u64,
+}
+
+/// Where one RPC goes.
+struct Target {
+    grpc: tonic::client::Grpc<Traced>,
+    path: PathAndQuery,
 }
 
 impl Transcoder {
     /// A transcoder over `routes`, calling each service's channel by its full name.
     pub fn new(
         routes: RouteTable,
-        upstreams: HashMap<String, Channel>,
+        upstreams: HashMap<String, Traced>,
         timeout: Duration,
         max_body: u64,
     ) -> anyhow::Result<Self> {
+        let mut targets = HashMap::new();
         for binding in routes.bindings() {
-            let service = binding.rpc.parent_service();
-            if !upstreams.contains_key(service.full_name()) {
+            let rpc = &binding.rpc;
+            let service = rpc.parent_service();
+            let Some(channel) = upstreams.get(service.full_name()) else {
                 anyhow::bail!(
                     "no upstream for {} (HTTP rule of {})",
                     service.full_name(),
-                    binding.rpc.full_name()
+                    rpc.full_name()
                 );
-            }
+            };
+            let path = PathAndQuery::try_from(format!("/{}/{}", service.full_name(), rpc.name()))?;
+            let grpc = tonic::client::Grpc::new(channel.clone()).max_decoding_message_size(MAX_RESPONSE_BYTES);
+            targets.insert(rpc.full_name().to_string(), Target { grpc, path });
         }
         Ok(Self {
             routes,
-            upstreams,
+            targets,
             timeout,
             max_body,
         })
@@ -108,17 +120,15 @@ impl Transcoder {
 
         let rpc = &binding.rpc;
         let service = rpc.parent_service();
-        let channel = self
-            .upstreams
-            .get(service.full_name())
-            .expect("checked at start")
-            .clone();
-        let path = PathAndQuery::try_from(format!("/{}/{}", service.full_name(), rpc.name()))
-            .map_err(|e| ApiError::internal(format!("bad RPC path: {e}")))?;
+        let target = self
+            .targets
+            .get(rpc.full_name())
+            .expect("every bound RPC has a target from start");
+        let (mut grpc, path) = (target.grpc.clone(), target.path.clone());
         let span = tracing::info_span!(
             "grpc.client",
             otel.kind = "client",
-            otel.name = %format!("{}/{}", service.full_name(), rpc.name()),
+            otel.name = %path.path().trim_start_matches('/'),
             rpc.system = "grpc",
             rpc.service = service.full_name(),
             rpc.method = rpc.name(),
@@ -134,20 +144,13 @@ impl Transcoder {
         }
         let output = rpc.output();
         let reply = async move {
-            outpost_kit::trace::inject(call.metadata_mut());
-            let mut grpc = tonic::client::Grpc::new(channel).max_decoding_message_size(MAX_RESPONSE_BYTES);
             grpc.ready()
                 .await
                 .map_err(|e| tonic::Status::unavailable(format!("upstream not ready: {e}")))?;
             grpc.unary(call, path, DynamicCodec::new(output)).await
         }
         .instrument(span)
-        .await
-        .inspect_err(|status| {
-            if matches!(status.code(), tonic::Code::Unavailable | tonic::Code::Internal | tonic::Code::Unknown) {
-                tracing::warn!(rpc = rpc.full_name(), code = ?status.code(), error = %status.message(), "upstream call failed");
-            }
-        })?;
+        .await?;
         let json = render(binding, &reply.into_inner())?;
         Ok(([(CONTENT_TYPE, HeaderValue::from_static("application/json"))], json).into_response())
     }

@@ -26,7 +26,7 @@ async fn readyz_names_unreachable_services_and_reports_the_reachable_one() {
     );
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["status"], "not_ready");
-    // Dependencies the service does not report (redis, queue) are left out.
+    // Dependencies the service does not report (redis) are left out.
     assert_eq!(
         body["services"]["plotting"],
         json!({"status": "SERVING", "dependencies": {"objects": "SERVING", "sql": "SERVING"}})

@@ -32,8 +32,6 @@ use tokio::sync::{Mutex, watch};
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
-use outpost_kit::client::with_trace;
-
 use super::{health, rfc3339, run_detail};
 use crate::Upstreams;
 use crate::error::ApiError;
@@ -85,9 +83,9 @@ struct SenseBox {
 pub fn routes(upstreams: &Upstreams) -> Router {
     let state = SenseBox {
         upstreams: upstreams.clone(),
-        telemetry: TelemetryServiceClient::new(with_trace(upstreams.telemetry.clone())),
-        ingest: IngestServiceClient::new(with_trace(upstreams.ingest.clone())),
-        media: MediaServiceClient::new(with_trace(upstreams.media.clone())),
+        telemetry: TelemetryServiceClient::new(upstreams.telemetry.clone()),
+        ingest: IngestServiceClient::new(upstreams.ingest.clone()),
+        media: MediaServiceClient::new(upstreams.media.clone()),
         load: Arc::new(Mutex::new(None)),
     };
     Router::new()

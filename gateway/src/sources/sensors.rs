@@ -17,8 +17,6 @@ use outpost_kit::time::to_timestamp;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use outpost_kit::client::with_trace;
-
 use super::{health, reading_json};
 use crate::Upstreams;
 use crate::error::ApiError;
@@ -40,7 +38,7 @@ struct Sensors {
 pub fn routes(upstreams: &Upstreams) -> Router {
     let state = Sensors {
         upstreams: upstreams.clone(),
-        telemetry: TelemetryServiceClient::new(with_trace(upstreams.telemetry.clone())),
+        telemetry: TelemetryServiceClient::new(upstreams.telemetry.clone()),
     };
     Router::new()
         .route("/healthcheck", get(healthcheck))

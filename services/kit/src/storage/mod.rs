@@ -23,6 +23,18 @@ use futures::future::BoxFuture;
 
 use crate::config::StorageConfig;
 
+/// The storage dependencies a service reports in health, as `{service}/{name}`.
+pub mod dependency {
+    /// The SQL database.
+    pub const SQL: &str = "sql";
+    /// Redis.
+    pub const REDIS: &str = "redis";
+    /// The object store.
+    pub const OBJECTS: &str = "objects";
+    /// Every one of them.
+    pub const ALL: [&str; 3] = [SQL, REDIS, OBJECTS];
+}
+
 /// How long a dependency check may take before it counts as failed.
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -172,13 +184,13 @@ impl Storage {
     /// once [`Storage::objects`] was opened.
     pub fn dependencies(&self) -> Vec<Dependency> {
         let db = self.db.clone();
-        let mut deps = vec![Dependency::new("sql", move || {
+        let mut deps = vec![Dependency::new(dependency::SQL, move || {
             let db = db.clone();
             async move { db.ping().await }
         })];
         if let Some(pool) = &self.redis {
             let pool = pool.clone();
-            deps.push(Dependency::new("redis", move || {
+            deps.push(Dependency::new(dependency::REDIS, move || {
                 let pool = pool.clone();
                 async move { redis::ping(&pool).await }
             }));

@@ -169,7 +169,7 @@ impl Objects {
     /// The dependency `objects` for health reports.
     pub fn dependency(&self) -> Dependency {
         let objects = self.clone();
-        Dependency::new("objects", move || {
+        Dependency::new(super::dependency::OBJECTS, move || {
             let objects = objects.clone();
             async move { objects.ping().await }
         })
