@@ -19,8 +19,6 @@ pub const DEFAULT_KIND: &str = "temperature";
 pub const TOO_COLD_AT_OR_BELOW: f64 = 10.0;
 /// Temperatures above the cold threshold and at or below this (°C) are good; above, too hot.
 pub const GOOD_AT_OR_BELOW: f64 = 36.0;
-/// The widest window: about a hundred years, in microseconds.
-pub const MAX_WINDOW: i64 = 100 * 365 * 86_400 * 1_000_000;
 
 /// How an aggregate compares with its kind's thresholds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,7 +109,7 @@ impl Aggregates {
         let kind = if kind.is_empty() { DEFAULT_KIND } else { kind };
         check_id("kind", kind)?;
         let window = window.unwrap_or(self.default_window);
-        if !(1..=MAX_WINDOW).contains(&window) {
+        if !(1..=crate::MAX_SPAN_SECONDS * 1_000_000).contains(&window) {
             return Err(Error::invalid("window", "must be positive and at most 100 years"));
         }
         let key = format!("aggregate:v1:{kind}:{window}");

@@ -5,7 +5,7 @@ use outpost_kit::error::{Error, Result};
 use outpost_kit::storage::Db;
 
 use crate::devices::{pair_page, pair_token};
-use crate::names::{check_id, sensor_name};
+use crate::names::{check_optional_id, sensor_name};
 use crate::readings::Reading;
 use crate::store::{self, CurrentFilter};
 
@@ -29,9 +29,7 @@ pub async fn list(
         ("sensor", filter.sensor),
         ("kind", filter.kind),
     ] {
-        if !value.is_empty() {
-            check_id(field, value)?;
-        }
+        check_optional_id(field, value)?;
     }
     let (limit, after) = pair_page(page_size, page_token)?;
     let mut rows = store::list_current(db, filter, (&after.0, &after.1), limit + 1).await?;

@@ -8,7 +8,7 @@ use outpost_kit::paging;
 use outpost_kit::storage::Db;
 use outpost_kit::time::now_micros;
 
-use crate::names::{ALL_DEVICES, check_id, device_name, is_valid_id, sensor_name};
+use crate::names::{ALL_DEVICES, check_id, check_optional_id, device_name, is_valid_id, sensor_name};
 use crate::sensor_keys::SensorKeys;
 use crate::store::{self, DeviceRow, SensorRow};
 
@@ -210,9 +210,7 @@ impl Devices {
         page_size: i32,
         page_token: &str,
     ) -> Result<(Vec<SensorRow>, String)> {
-        if !kind.is_empty() {
-            check_id("kind", kind)?;
-        }
+        check_optional_id("kind", kind)?;
         let (limit, after) = pair_page(page_size, page_token)?;
         let device = if device == ALL_DEVICES { "" } else { device };
         let mut rows = store::list_sensors(&self.db, device, kind, (&after.0, &after.1), limit + 1).await?;

@@ -33,6 +33,9 @@ pub use store::{BucketRow, CurrentFilter, SensorRow};
 /// Largest gRPC message the service takes: a full batch of readings with long ids.
 const MAX_MESSAGE_BYTES: usize = 8 * 1024 * 1024;
 
+/// The widest time span of a window or a bucket: about a hundred years, in seconds.
+pub const MAX_SPAN_SECONDS: i64 = 100 * 365 * 86_400;
+
 /// Settings of the telemetry service.
 #[derive(clap::Args, Clone, Debug, PartialEq, Eq)]
 pub struct TelemetryConfig {
@@ -40,7 +43,7 @@ pub struct TelemetryConfig {
     #[arg(long, env = "OUTPOST_AGGREGATE_CACHE_SECONDS", default_value = "300", value_parser = clap::value_parser!(u64).range(0..=86_400))]
     pub aggregate_cache_seconds: u64,
     /// Default window of AggregateReadings, seconds: devices whose current value is older are left out.
-    #[arg(long, env = "OUTPOST_AGGREGATE_WINDOW_SECONDS", default_value = "3600", value_parser = clap::value_parser!(u64).range(1..=3_153_600_000))]
+    #[arg(long, env = "OUTPOST_AGGREGATE_WINDOW_SECONDS", default_value = "3600", value_parser = clap::value_parser!(u64).range(1..=MAX_SPAN_SECONDS as u64))]
     pub aggregate_window_seconds: u64,
 }
 
@@ -91,7 +94,7 @@ pub async fn serve_on(
         storage.db.clone(),
         storage.cache(),
         Duration::from_secs(telemetry.aggregate_cache_seconds),
-        (telemetry.aggregate_window_seconds as i64).saturating_mul(1_000_000),
+        telemetry.aggregate_window_seconds as i64 * 1_000_000,
     );
     let snapshots = snapshot::Snapshots::new(storage.db.clone(), media);
     let service = api::TelemetryApi::new(readings, devices, aggregates, snapshots);

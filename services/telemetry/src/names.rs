@@ -18,7 +18,12 @@ pub fn is_valid_id(id: &str) -> bool {
         && !matches!(id, "-" | "." | "..")
 }
 
-/// Checks an id taken from `field`.
+/// Checks an optional id (a filter): empty is fine, anything else must be a valid id.
+pub fn check_optional_id(field: &str, id: &str) -> Result<()> {
+    if id.is_empty() { Ok(()) } else { check_id(field, id) }
+}
+
+/// Checks a required id from `field`.
 pub fn check_id(field: &str, id: &str) -> Result<()> {
     if id.is_empty() {
         return Err(Error::invalid(field, "is required"));

@@ -15,8 +15,6 @@ pub const DEFAULT_PAGE: u32 = 500;
 pub const MAX_PAGE: u32 = 10_000;
 /// The narrowest bucket: one second, in microseconds.
 pub const MIN_BUCKET: i64 = 1_000_000;
-/// The widest bucket: about a hundred years, in microseconds.
-pub const MAX_BUCKET: i64 = 100 * 365 * 86_400 * 1_000_000;
 
 /// What to list.
 #[derive(Clone, Debug)]
@@ -106,7 +104,7 @@ pub async fn list(db: &Db, query: &SeriesQuery<'_>, page_size: i32, page_token: 
             }
         }
         Some(width) => {
-            if !(MIN_BUCKET..=MAX_BUCKET).contains(&width) {
+            if !(MIN_BUCKET..=crate::MAX_SPAN_SECONDS * 1_000_000).contains(&width) {
                 return Err(Error::invalid(
                     "bucket",
                     "must be at least 1 second and at most 100 years",

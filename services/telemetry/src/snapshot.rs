@@ -10,7 +10,7 @@ use outpost_kit::storage::Db;
 use outpost_kit::time::now_micros;
 use serde::Serialize;
 
-use crate::names::check_id;
+use crate::names::check_optional_id;
 use crate::readings::Reading;
 use crate::store::{self, CurrentFilter};
 
@@ -80,9 +80,7 @@ impl Snapshots {
     /// Stores a snapshot of the current values (of one kind, when not empty); returns the media
     /// object's name and the number of readings in it.
     pub async fn export(&self, kind: &str) -> Result<(String, i64)> {
-        if !kind.is_empty() {
-            check_id("kind", kind)?;
-        }
+        check_optional_id("kind", kind)?;
         let filter = CurrentFilter {
             kind,
             ..Default::default()

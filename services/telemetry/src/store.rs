@@ -312,28 +312,20 @@ pub async fn list_current(db: &Db, filter: CurrentFilter<'_>, after: (&str, &str
 /// Over devices with a current value of `kind` at or after `since`: how many, the mean of
 /// their per-device means, and the most common unit.
 pub async fn aggregate_current(db: &Db, kind: &str, since: i64) -> Result<(i64, Option<f64>, String)> {
+    // One scan of the current values, shared by the average and the unit.
     let row = sqlx::query(
-        "SELECT COUNT(*) AS devices, AVG(v) AS average FROM ( \
-         SELECT s.device, AVG(c.value) AS v FROM current_values c JOIN sensors s ON s.sensor_key = c.sensor_key \
-         WHERE s.kind = $1 AND c.ts >= $2 GROUP BY s.device) per_device",
+        "WITH cur AS ( \
+           SELECT s.device, s.unit, c.value FROM current_values c JOIN sensors s ON s.sensor_key = c.sensor_key \
+           WHERE s.kind = $1 AND c.ts >= $2), \
+         per_device AS (SELECT AVG(value) AS v FROM cur GROUP BY device) \
+         SELECT COUNT(*) AS devices, AVG(v) AS average, \
+           COALESCE((SELECT unit FROM cur WHERE unit <> '' GROUP BY unit ORDER BY COUNT(*) DESC, unit LIMIT 1), '') \
+             AS unit \
+         FROM per_device",
     )
     .bind(kind)
     .bind(since)
     .fetch_one(db.pool())
     .await?;
-    let count: i64 = row.try_get("devices")?;
-    let average: Option<f64> = row.try_get("average")?;
-    let unit = sqlx::query(
-        "SELECT s.unit, COUNT(*) AS n FROM current_values c JOIN sensors s ON s.sensor_key = c.sensor_key \
-         WHERE s.kind = $1 AND c.ts >= $2 AND s.unit <> '' GROUP BY s.unit ORDER BY n DESC, s.unit LIMIT 1",
-    )
-    .bind(kind)
-    .bind(since)
-    .fetch_optional(db.pool())
-    .await?;
-    let unit = match unit {
-        Some(row) => row.try_get("unit")?,
-        None => String::new(),
-    };
-    Ok((count, average, unit))
+    Ok((row.try_get("devices")?, row.try_get("average")?, row.try_get("unit")?))
 }
