@@ -96,13 +96,8 @@ impl IngestService for IngestApi {
         let offset = paging::decode_offset(&request.page_token)?;
         let source = source_filter(request.source)?;
         let state = state_filter(request.state)?;
-        let mut runs = self.runs.list(source, state, offset, limit + 1).await?;
-        let next_page_token = if runs.len() as i64 > limit {
-            runs.truncate(limit as usize);
-            paging::encode_token(&(offset + limit).to_string())
-        } else {
-            String::new()
-        };
+        let rows = self.runs.list(source, state, offset, limit + 1).await?;
+        let (runs, next_page_token) = paging::split_page(rows, limit, paging::next_offset(offset, limit));
         Ok(Response::new(pb::ListRunsResponse {
             runs: runs.iter().map(model::Run::to_pb).collect(),
             next_page_token,

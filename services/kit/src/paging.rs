@@ -11,6 +11,23 @@ pub fn page_size(requested: i32, default: u32, max: u32) -> Result<i64> {
     }
 }
 
+/// Splits rows fetched with one more than `limit` into the page and the next page's token,
+/// made from the page's last row with `cursor` (empty on the last page).
+pub fn split_page<T>(mut rows: Vec<T>, limit: i64, cursor: impl FnOnce(&T) -> String) -> (Vec<T>, String) {
+    let more = rows.len() as i64 > limit;
+    rows.truncate(usize::try_from(limit).unwrap_or(0));
+    let token = match rows.last() {
+        Some(last) if more => encode_token(&cursor(last)),
+        _ => String::new(),
+    };
+    (rows, token)
+}
+
+/// The token of the page after an offset-paged one (`offset` + `limit`), for [`split_page`].
+pub fn next_offset<T>(offset: i64, limit: i64) -> impl FnOnce(&T) -> String {
+    move |_| (offset + limit).to_string()
+}
+
 /// Encodes a cursor (the last key of a page) as an opaque token.
 pub fn encode_token(cursor: &str) -> String {
     hex::encode(format!("v1:{cursor}"))
@@ -61,5 +78,9 @@ mod tests {
         assert_eq!(page_size(0, 50, 1000).unwrap(), 50);
         assert_eq!(page_size(5000, 50, 1000).unwrap(), 1000);
         assert!(page_size(-1, 50, 1000).is_err());
+        let (page, token) = split_page(vec![1, 2, 3], 2, next_offset(10, 2));
+        assert_eq!((page, decode_offset(&token).unwrap()), (vec![1, 2], 12));
+        let (page, token) = split_page(vec![1, 2], 2, |last: &i32| last.to_string());
+        assert_eq!((page, token), (vec![1, 2], String::new()));
     }
 }

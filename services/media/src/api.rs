@@ -131,14 +131,9 @@ impl MediaService for MediaApi {
         let limit = paging::page_size(request.page_size, 50, 1000)?;
         let offset = paging::decode_offset(&request.page_token)?;
         let kind = Some(request.kind.as_str()).filter(|k| !k.is_empty());
-        let page = self.objects.list(kind, offset, limit + 1).await?;
-        let more = page.len() as i64 > limit;
-        let objects = page.into_iter().take(limit as usize).map(object_to_pb).collect();
-        let next_page_token = if more {
-            paging::encode_token(&(offset + limit).to_string())
-        } else {
-            String::new()
-        };
+        let rows = self.objects.list(kind, offset, limit + 1).await?;
+        let (page, next_page_token) = paging::split_page(rows, limit, paging::next_offset(offset, limit));
+        let objects = page.into_iter().map(object_to_pb).collect();
         Ok(Response::new(pb::ListObjectsResponse {
             objects,
             next_page_token,

@@ -58,14 +58,8 @@ impl PlottingService for PlottingApi {
             Ok(state) => Some(state as i32),
             Err(_) => return Err(Error::invalid("state", "unknown plot job state").into()),
         };
-        let mut plot_jobs = self.jobs.list(state, offset, limit + 1).await?;
-        let more = plot_jobs.len() as i64 > limit;
-        plot_jobs.truncate(limit as usize);
-        let next_page_token = if more {
-            paging::encode_token(&(offset + limit).to_string())
-        } else {
-            String::new()
-        };
+        let rows = self.jobs.list(state, offset, limit + 1).await?;
+        let (plot_jobs, next_page_token) = paging::split_page(rows, limit, paging::next_offset(offset, limit));
         Ok(Response::new(pb::ListPlotJobsResponse {
             plot_jobs,
             next_page_token,

@@ -4,10 +4,11 @@
 use outpost_kit::error::{Error, Result};
 use outpost_kit::storage::Db;
 
-use crate::devices::{pair_page, pair_token};
+use crate::devices::{pair_key, pair_page};
 use crate::names::{check_optional_id, sensor_name};
 use crate::readings::Reading;
 use crate::store::{self, CurrentFilter};
+use outpost_kit::paging;
 
 /// A sensor's current value; NOT_FOUND when it has none.
 pub async fn get(db: &Db, device: &str, sensor: &str) -> Result<Reading> {
@@ -32,9 +33,6 @@ pub async fn list(
         check_optional_id(field, value)?;
     }
     let (limit, after) = pair_page(page_size, page_token)?;
-    let mut rows = store::list_current(db, filter, (&after.0, &after.1), limit + 1).await?;
-    let more = rows.len() as i64 > limit;
-    rows.truncate(limit as usize);
-    let next = pair_token(more, rows.last().map(|r| (r.device.as_str(), r.sensor.as_str())));
-    Ok((rows, next))
+    let rows = store::list_current(db, filter, (&after.0, &after.1), limit + 1).await?;
+    Ok(paging::split_page(rows, limit, |r| pair_key(&r.device, &r.sensor)))
 }

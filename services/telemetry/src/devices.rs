@@ -112,12 +112,9 @@ fn pair_cursor(token: &str) -> Result<(String, String)> {
     }
 }
 
-/// The `{device}/{sensor}` token after the last of a page with more.
-pub(crate) fn pair_token(more: bool, last: Option<(&str, &str)>) -> String {
-    match last {
-        Some((device, sensor)) if more => paging::encode_token(&format!("{device}/{sensor}")),
-        _ => String::new(),
-    }
+/// The cursor of a page ordered by `{device}/{sensor}`: its last row's pair.
+pub(crate) fn pair_key(device: &str, sensor: &str) -> String {
+    format!("{device}/{sensor}")
 }
 
 /// The limit and the decoded cursor of a page of rows ordered by `{device}/{sensor}`.
@@ -174,13 +171,8 @@ impl Devices {
     pub async fn list(&self, source: &str, page_size: i32, page_token: &str) -> Result<(Vec<Device>, String)> {
         let limit = paging::page_size(page_size, DEFAULT_PAGE, MAX_PAGE)?;
         let after = paging::decode_token(page_token)?.unwrap_or_default();
-        let mut rows = store::list_devices(&self.db, source, &after, limit + 1).await?;
-        let more = rows.len() as i64 > limit;
-        rows.truncate(limit as usize);
-        let next = match rows.last() {
-            Some(last) if more => paging::encode_token(&last.id),
-            _ => String::new(),
-        };
+        let rows = store::list_devices(&self.db, source, &after, limit + 1).await?;
+        let (rows, next) = paging::split_page(rows, limit, |last| last.id.clone());
         let devices = rows.into_iter().map(Device::try_from).collect::<Result<_>>()?;
         Ok((devices, next))
     }
@@ -213,13 +205,11 @@ impl Devices {
         check_optional_id("kind", kind)?;
         let (limit, after) = pair_page(page_size, page_token)?;
         let device = if device == ALL_DEVICES { "" } else { device };
-        let mut rows = store::list_sensors(&self.db, device, kind, (&after.0, &after.1), limit + 1).await?;
-        let more = rows.len() as i64 > limit;
-        rows.truncate(limit as usize);
+        let rows = store::list_sensors(&self.db, device, kind, (&after.0, &after.1), limit + 1).await?;
+        let (rows, next) = paging::split_page(rows, limit, |r| pair_key(&r.device, &r.sensor));
         if rows.is_empty() && !device.is_empty() && page_token.is_empty() {
             self.get(device).await?;
         }
-        let next = pair_token(more, rows.last().map(|r| (r.device.as_str(), r.sensor.as_str())));
         Ok((rows, next))
     }
 }
@@ -266,12 +256,14 @@ mod tests {
 
     #[test]
     fn pair_tokens_round_trip() {
-        let token = pair_token(true, Some(("box", "temperature")));
+        let pairs = vec![("box", "temperature"), ("box", "x")];
+        let (_, token) = paging::split_page(pairs, 1, |(d, s)| pair_key(d, s));
         assert_eq!(
             pair_cursor(&token).unwrap(),
             ("box".to_string(), "temperature".to_string())
         );
-        assert_eq!(pair_token(false, Some(("box", "t"))), "");
+        let (_, token) = paging::split_page(vec![("box", "t")], 1, |(d, s)| pair_key(d, s));
+        assert_eq!(token, "");
         assert!(pair_cursor(&paging::encode_token("no-slash")).is_err());
     }
 }

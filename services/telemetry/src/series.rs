@@ -90,13 +90,9 @@ pub async fn list(db: &Db, query: &SeriesQuery<'_>, page_size: i32, page_token: 
             let cursor = reading_cursor(page_token)?;
             let (after_ts, after_key) = cursor.unwrap_or((i64::MIN, i64::MIN));
             filter.lower = start.max(after_ts);
-            let mut rows = store::list_readings(db, &filter, (after_ts, after_key), limit + 1).await?;
-            let more = rows.len() as i64 > limit;
-            rows.truncate(limit as usize);
-            let next_page_token = match rows.last() {
-                Some((last, key)) if more => paging::encode_token(&format!("r:{}:{key}", last.time)),
-                _ => String::new(),
-            };
+            let rows = store::list_readings(db, &filter, (after_ts, after_key), limit + 1).await?;
+            let (rows, next_page_token) =
+                paging::split_page(rows, limit, |(last, key)| format!("r:{}:{key}", last.time));
             SeriesPage {
                 readings: rows.into_iter().map(|(r, _)| r).collect(),
                 next_page_token,
@@ -113,13 +109,8 @@ pub async fn list(db: &Db, query: &SeriesQuery<'_>, page_size: i32, page_token: 
             if let Some(after) = bucket_cursor(page_token)? {
                 filter.lower = start.max(after.checked_add(width).ok_or_else(bad_token)?);
             }
-            let mut buckets = store::list_buckets(db, &filter, width, limit + 1).await?;
-            let more = buckets.len() as i64 > limit;
-            buckets.truncate(limit as usize);
-            let next_page_token = match buckets.last() {
-                Some(last) if more => paging::encode_token(&format!("b:{}", last.start)),
-                _ => String::new(),
-            };
+            let rows = store::list_buckets(db, &filter, width, limit + 1).await?;
+            let (buckets, next_page_token) = paging::split_page(rows, limit, |last| format!("b:{}", last.start));
             SeriesPage {
                 buckets,
                 next_page_token,
