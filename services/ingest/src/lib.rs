@@ -3,6 +3,7 @@
 //! consumer group, and clients (`PushReadings`), all written to telemetry.
 
 mod api;
+mod backoff;
 pub mod boxes;
 pub mod metrics;
 pub mod model;

@@ -13,6 +13,7 @@ use futures::{FutureExt as _, StreamExt as _};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::backoff::Backoff;
 use crate::metrics;
 use crate::reading::{Reading, parse_sensor_message};
 use crate::telemetry::Telemetry;
@@ -27,8 +28,6 @@ const BUFFER: usize = 10_000;
 const PING_EVERY: Duration = Duration::from_secs(15);
 /// Deadline of connecting, subscribing and pinging.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
-/// Longest wait between reconnection attempts.
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Consumes the pub/sub `channel` of the Redis at `url` into telemetry until `stop` resolves,
 /// then writes what it holds and returns.
@@ -41,26 +40,24 @@ pub async fn consume_channel(
     let stop = stop.shared();
     let (tx, rx) = mpsc::channel(BUFFER);
     let writer = tokio::spawn(write_batches(rx, telemetry, stop.clone()));
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::default();
     loop {
         match subscribe(&url, &channel).await {
             Ok(pubsub) => {
                 tracing::info!(%channel, "subscribed to the sensor channel");
-                backoff = Duration::from_millis(100);
+                backoff.reset();
                 if read(pubsub, &tx, stop.clone()).await.is_break() {
                     break;
                 }
                 tracing::warn!(%channel, "redis pub/sub connection lost; reconnecting");
             }
             Err(err) => {
-                tracing::warn!(%channel, error = %err, retry_in = ?backoff, "cannot subscribe to the sensor channel")
+                tracing::warn!(%channel, error = %err, retry_in = ?backoff.next(), "cannot subscribe to the sensor channel")
             }
         }
-        tokio::select! {
-            () = tokio::time::sleep(backoff) => {}
-            () = stop.clone() => break,
+        if backoff.sleep_or_stop(stop.clone()).await {
+            break;
         }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
     drop(tx);
     let _ = writer.await;
@@ -138,7 +135,7 @@ async fn write_batches(mut rx: mpsc::Receiver<Reading>, telemetry: Telemetry, st
 async fn write(telemetry: &Telemetry, batch: &[outpost_api::telemetry::v1::Reading], stop: impl Future<Output = ()>) {
     tokio::pin!(stop);
     let mut stopping = false;
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::default();
     loop {
         match telemetry.write_isolating(batch).await {
             Ok(isolated) => {
@@ -155,12 +152,9 @@ async fn write(telemetry: &Telemetry, batch: &[outpost_api::telemetry::v1::Readi
                 return;
             }
             Err(status) => {
-                tracing::warn!(readings = batch.len(), error = %status.message(), retry_in = ?backoff, "telemetry write failed");
-                tokio::select! {
-                    () = tokio::time::sleep(backoff) => {}
-                    () = &mut stop, if !stopping => stopping = true,
-                }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                tracing::warn!(readings = batch.len(), error = %status.message(), retry_in = ?backoff.next(), "telemetry write failed");
+                // Asked to stop while waiting: one more try, then the batch is given up.
+                stopping = backoff.sleep_or_stop(&mut stop).await;
             }
         }
     }

@@ -129,44 +129,50 @@ pub async fn start_run(db: &Db, id: &str, now: i64) -> Result<bool> {
     Ok(done.rows_affected() > 0)
 }
 
+/// The statement that stores a run's progress, counts and errors (`$1` its id).
+macro_rules! progress_update {
+    () => {
+        "UPDATE runs SET progress_done = $2, progress_total = $3, created = $4, updated = $5, skipped = $6, \
+         failed = $7, errors = $8 WHERE id = $1"
+    };
+}
+
+/// Stores `run`'s progress, counts and errors (only while it is running, with `only_running`);
+/// returns the rows changed.
+async fn write_progress<'c, E>(executor: E, run: &Run, only_running: bool) -> Result<u64>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
+    let sql = if only_running {
+        concat!(progress_update!(), " AND state = 'running'")
+    } else {
+        progress_update!()
+    };
+    let done = sqlx::query(sql)
+        .bind(&run.id)
+        .bind(run.done)
+        .bind(run.total)
+        .bind(run.counts.created)
+        .bind(run.counts.updated)
+        .bind(run.counts.skipped)
+        .bind(run.counts.failed)
+        .bind(errors_json(run))
+        .execute(executor)
+        .await?;
+    Ok(done.rows_affected())
+}
+
 /// Stores a running run's progress, counts and errors; false when it is no longer running
 /// (cancelled, possibly by another process).
 pub async fn save_progress(db: &Db, run: &Run) -> Result<bool> {
-    let done = sqlx::query(
-        "UPDATE runs SET progress_done = $2, progress_total = $3, created = $4, updated = $5, skipped = $6, \
-         failed = $7, errors = $8 WHERE id = $1 AND state = 'running'",
-    )
-    .bind(&run.id)
-    .bind(run.done)
-    .bind(run.total)
-    .bind(run.counts.created)
-    .bind(run.counts.updated)
-    .bind(run.counts.skipped)
-    .bind(run.counts.failed)
-    .bind(errors_json(run))
-    .execute(db.pool())
-    .await?;
-    Ok(done.rows_affected() > 0)
+    Ok(write_progress(db.pool(), run, true).await? > 0)
 }
 
 /// Ends a run: stores its progress, counts and errors whatever its state, and its end state,
 /// failure and end time unless it ended already (cancelled meanwhile); false in that case.
 pub async fn finish_run(db: &Db, run: &Run) -> Result<bool> {
     let mut tx = db.pool().begin().await?;
-    sqlx::query(
-        "UPDATE runs SET progress_done = $2, progress_total = $3, created = $4, updated = $5, skipped = $6, \
-         failed = $7, errors = $8 WHERE id = $1",
-    )
-    .bind(&run.id)
-    .bind(run.done)
-    .bind(run.total)
-    .bind(run.counts.created)
-    .bind(run.counts.updated)
-    .bind(run.counts.skipped)
-    .bind(run.counts.failed)
-    .bind(errors_json(run))
-    .execute(&mut *tx)
-    .await?;
+    write_progress(&mut *tx, run, false).await?;
     let done = sqlx::query(
         "UPDATE runs SET state = $2, failure = $3, ended_at = $4 WHERE id = $1 AND state IN ('pending', 'running')",
     )

@@ -14,6 +14,7 @@ use outpost_api::telemetry::v1 as pb;
 use outpost_kit::storage::{Delivery, WorkQueue};
 use tokio::sync::mpsc;
 
+use crate::backoff::Backoff;
 use crate::metrics;
 use crate::reading::parse_sensor_message;
 use crate::telemetry::Telemetry;
@@ -22,8 +23,6 @@ use crate::telemetry::Telemetry;
 pub const GROUP: &str = "ingest";
 /// Batches being written to telemetry at once.
 const WRITES_IN_FLIGHT: usize = 2;
-/// Longest wait between attempts while Redis or telemetry fail.
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// How a stream consumer reads.
 #[derive(Clone, Debug)]
@@ -81,7 +80,7 @@ pub async fn consume_stream(
     tracing::info!(consumer = %options.consumer, "consuming the sensor stream");
 
     let read = async {
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::default();
         while stop.peek().is_none() {
             let deliveries = tokio::select! {
                 pulled = queue.pull(&options.consumer, options.batch, options.wait) => pulled,
@@ -90,18 +89,17 @@ pub async fn consume_stream(
             match deliveries {
                 Ok(deliveries) if deliveries.is_empty() => {}
                 Ok(deliveries) => {
-                    backoff = Duration::from_millis(100);
+                    backoff.reset();
                     metrics::stream_batch(deliveries.len());
                     if to_write.send(parse(deliveries)).await.is_err() {
                         break;
                     }
                 }
                 Err(err) => {
-                    tracing::warn!(error = %err, retry_in = ?backoff, "cannot read the sensor stream");
-                    if sleep_or_stop(backoff, stop.clone()).await {
+                    tracing::warn!(error = %err, retry_in = ?backoff.next(), "cannot read the sensor stream");
+                    if backoff.sleep_or_stop(stop.clone()).await {
                         break;
                     }
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }
         }
@@ -130,14 +128,6 @@ pub async fn consume_stream(
     };
     tokio::join!(read, write, ack);
     tracing::info!(consumer = %options.consumer, "stopped consuming the sensor stream");
-}
-
-/// Sleeps `duration`; true when `stop` resolved first.
-async fn sleep_or_stop(duration: Duration, stop: impl Future<Output = ()>) -> bool {
-    tokio::select! {
-        () = tokio::time::sleep(duration) => false,
-        () = stop => true,
-    }
 }
 
 /// A pulled batch, parsed: the good entries with their readings, and the malformed ones.
@@ -178,16 +168,15 @@ async fn write(
         readings,
         mut bad,
     } = batch;
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::default();
     let isolated = loop {
         match telemetry.write_isolating(&readings).await {
             Ok(isolated) => break isolated,
             Err(status) => {
-                tracing::warn!(entries = readings.len(), error = %status.message(), retry_in = ?backoff, "telemetry write failed");
-                if sleep_or_stop(backoff, stop.clone()).await {
+                tracing::warn!(entries = readings.len(), error = %status.message(), retry_in = ?backoff.next(), "telemetry write failed");
+                if backoff.sleep_or_stop(stop.clone()).await {
                     return None;
                 }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
     };
