@@ -232,7 +232,7 @@ fn fixture_mean(boxes: &Value) -> (f64, usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sensebox_routes() {
-    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/sensebox/sample_data.json");
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/sensebox/sample_data.json");
     let bytes = std::fs::read(&fixture).unwrap_or_else(|e| panic!("{}: {e}", fixture.display()));
     let (mean, boxes) = fixture_mean(&serde_json::from_slice(&bytes).unwrap());
     assert_eq!(boxes, 25);

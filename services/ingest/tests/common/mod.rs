@@ -146,9 +146,9 @@ async fn connect(url: &str) -> Channel {
     panic!("{url} does not answer");
 }
 
-/// The shared fixtures directory.
+/// The repository's fixtures directory.
 pub fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
 }
 
 /// A fixture file as JSON.
