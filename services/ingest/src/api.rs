@@ -1,11 +1,11 @@
 //! gRPC handlers of the ingest service: validate, call the domain, map errors.
 
 use std::collections::BTreeMap;
-use std::pin::Pin;
 
-use futures::{Stream, StreamExt as _};
+use futures::StreamExt as _;
 use outpost_api::ingest::v1::{self as pb, RunState, Source, ingest_service_server::IngestService};
 use outpost_kit::error::Error;
+use outpost_kit::grpc::BoxStream;
 use outpost_kit::paging;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -14,8 +14,6 @@ use crate::push::{MAX_PUSH_BATCH, PushSummary};
 use crate::runs::Runs;
 use crate::telemetry::Telemetry;
 use crate::{metrics, model};
-
-type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 /// The ingest service's handlers.
 pub struct IngestApi {
@@ -93,11 +91,13 @@ impl IngestService for IngestApi {
     async fn list_runs(&self, request: Request<pb::ListRunsRequest>) -> Result<Response<pb::ListRunsResponse>, Status> {
         let request = request.into_inner();
         let limit = paging::page_size(request.page_size, 50, 1000)?;
-        let offset = paging::decode_offset(&request.page_token)?;
+        let query = paging::Query::of(format!("runs|{}|{}", request.source, request.state));
+        let after = paging::decode_time_id(&request.page_token, query)?;
         let source = source_filter(request.source)?;
         let state = state_filter(request.state)?;
-        let rows = self.runs.list(source, state, offset, limit + 1).await?;
-        let (runs, next_page_token) = paging::split_page(rows, limit, paging::next_offset(offset, limit));
+        let rows = self.runs.list(source, state, after, limit + 1).await?;
+        let (runs, next_page_token) =
+            paging::split_page(rows, limit, query, |last| paging::time_id(last.created_at, &last.id));
         Ok(Response::new(pb::ListRunsResponse {
             runs: runs.iter().map(model::Run::to_pb).collect(),
             next_page_token,

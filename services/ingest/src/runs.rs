@@ -116,15 +116,15 @@ impl Runs {
         store::get_run(&self.inner.db, id).await?.ok_or_else(|| not_found(id))
     }
 
-    /// A page of runs, newest first.
+    /// A page of runs, newest first, after the `(created_at, id)` of the previous page.
     pub async fn list(
         &self,
         source: Option<Source>,
         state: Option<RunState>,
-        offset: i64,
+        after: Option<(i64, String)>,
         limit: i64,
     ) -> Result<Vec<Run>> {
-        store::list_runs(&self.inner.db, source, state, offset, limit).await
+        store::list_runs(&self.inner.db, source, state, after, limit).await
     }
 
     /// Deletes a finished run's record; FAILED_PRECONDITION while it is pending or running.

@@ -74,25 +74,29 @@ pub async fn get_run(db: &Db, id: &str) -> Result<Option<Run>> {
     Ok(row.as_ref().map(run_row).transpose()?)
 }
 
-/// A page of runs, newest first, optionally of one source and in one state.
+/// A page of runs, newest first (ties by id, descending), optionally of one source and in one
+/// state, after the `(created_at, id)` of the previous page.
 pub async fn list_runs(
     db: &Db,
     source: Option<Source>,
     state: Option<RunState>,
-    offset: i64,
+    after: Option<(i64, String)>,
     limit: i64,
 ) -> Result<Vec<Run>> {
     let sql = concat!(
         "SELECT ",
         run_columns!(),
         " FROM runs WHERE ($1 = '' OR source = $1) AND ($2 = '' OR state = $2) \
-         ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4"
+         AND (created_at < $3 OR (created_at = $3 AND id < $4)) \
+         ORDER BY created_at DESC, id DESC LIMIT $5"
     );
+    let (at, id) = after.unwrap_or((i64::MAX, String::new()));
     let rows = sqlx::query(sql)
         .bind(source.map(model::source_name).unwrap_or(""))
         .bind(state.map(model::state_name).unwrap_or(""))
+        .bind(at)
+        .bind(id)
         .bind(limit)
-        .bind(offset)
         .fetch_all(db.pool())
         .await?;
     Ok(rows.iter().map(run_row).collect::<anyhow::Result<_>>()?)

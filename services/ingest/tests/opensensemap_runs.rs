@@ -215,9 +215,18 @@ async fn a_reload_updates_and_never_duplicates() {
         };
         let page = mesh.ingest.clone().list_runs(request).await.unwrap().into_inner();
         assert_eq!(page.runs.len(), 1);
+        // A token belongs to its filters: used without them, it is refused.
+        let other = pb::ListRunsRequest {
+            page_size: 1,
+            page_token: page.next_page_token.clone(),
+            ..Default::default()
+        };
+        let refused = mesh.ingest.clone().list_runs(other).await.unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{}", refused.message());
         let request = pb::ListRunsRequest {
             page_size: 1,
             page_token: page.next_page_token,
+            state: RunState::Succeeded as i32,
             ..Default::default()
         };
         let page = mesh.ingest.clone().list_runs(request).await.unwrap().into_inner();

@@ -5,6 +5,8 @@
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod group_commit;
+pub mod grpc;
 pub mod metrics;
 pub mod observability;
 pub mod paging;

@@ -1,19 +1,12 @@
 //! gRPC handlers of the media service: validate, call the domain, map errors.
 
-use std::pin::Pin;
-
-use futures::Stream;
 use outpost_api::media::v1::{self as pb, media_service_server::MediaService};
+use outpost_kit::grpc::{BoxStream, download, not_yet};
 use outpost_kit::paging;
 use outpost_kit::time::to_timestamp;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::objects::{self, NewObject, ObjectInfo, ObjectStore};
-
-/// Bytes per streamed chunk.
-const CHUNK: usize = 64 * 1024;
-
-type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 /// The media service's handlers.
 pub struct MediaApi {
@@ -36,10 +29,6 @@ fn object_to_pb(info: ObjectInfo) -> pb::StoredObject {
         labels: info.labels.into_iter().collect(),
         create_time: Some(to_timestamp(info.created_at)),
     }
-}
-
-fn not_yet(what: &str) -> Status {
-    Status::unimplemented(format!("{what} is not implemented yet"))
 }
 
 #[tonic::async_trait]
@@ -129,10 +118,12 @@ impl MediaService for MediaApi {
     ) -> Result<Response<pb::ListObjectsResponse>, Status> {
         let request = request.into_inner();
         let limit = paging::page_size(request.page_size, 50, 1000)?;
-        let offset = paging::decode_offset(&request.page_token)?;
+        let query = paging::Query::of(format!("objects|{}", request.kind));
+        let after = paging::decode_time_id(&request.page_token, query)?;
         let kind = Some(request.kind.as_str()).filter(|k| !k.is_empty());
-        let rows = self.objects.list(kind, offset, limit + 1).await?;
-        let (page, next_page_token) = paging::split_page(rows, limit, paging::next_offset(offset, limit));
+        let rows = self.objects.list(kind, after, limit + 1).await?;
+        let (page, next_page_token) =
+            paging::split_page(rows, limit, query, |last| paging::time_id(last.created_at, &last.id));
         let objects = page.into_iter().map(object_to_pb).collect();
         Ok(Response::new(pb::ListObjectsResponse {
             objects,
@@ -162,13 +153,13 @@ impl MediaService for MediaApi {
             content_type: info.content_type,
             size_bytes: info.size_bytes,
         };
-        let parts = std::iter::once(Part::Info(head))
-            .chain(
-                (0..bytes.len())
-                    .step_by(CHUNK)
-                    .map(move |at| Part::Chunk(bytes.slice(at..(at + CHUNK).min(bytes.len())))),
-            )
-            .map(|part| Ok(pb::DownloadObjectResponse { part: Some(part) }));
-        Ok(Response::new(Box::pin(futures::stream::iter(parts))))
+        let head = pb::DownloadObjectResponse {
+            part: Some(Part::Info(head)),
+        };
+        Ok(Response::new(download(head, bytes, |chunk| {
+            pb::DownloadObjectResponse {
+                part: Some(Part::Chunk(chunk)),
+            }
+        })))
     }
 }

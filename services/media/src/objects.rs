@@ -128,9 +128,9 @@ impl ObjectStore {
             .try_into()
     }
 
-    /// A page of objects, newest first.
-    pub async fn list(&self, kind: Option<&str>, offset: i64, limit: i64) -> Result<Vec<ObjectInfo>> {
-        store::list_objects(&self.db, kind, offset, limit)
+    /// A page of objects, newest first, after the `(created_at, id)` of the previous page.
+    pub async fn list(&self, kind: Option<&str>, after: Option<(i64, String)>, limit: i64) -> Result<Vec<ObjectInfo>> {
+        store::list_objects(&self.db, kind, after, limit)
             .await?
             .into_iter()
             .map(TryInto::try_into)

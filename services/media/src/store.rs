@@ -54,15 +54,24 @@ pub async fn get_object(db: &Db, id: &str) -> Result<Option<ObjectRow>> {
     Ok(row.as_ref().map(object_row).transpose()?)
 }
 
-/// A page of object rows, newest first, optionally of one kind.
-pub async fn list_objects(db: &Db, kind: Option<&str>, offset: i64, limit: i64) -> Result<Vec<ObjectRow>> {
+/// A page of object rows, newest first (ties by id, descending), optionally of one kind,
+/// after the row `(created_at, id)` of the previous page.
+pub async fn list_objects(
+    db: &Db,
+    kind: Option<&str>,
+    after: Option<(i64, String)>,
+    limit: i64,
+) -> Result<Vec<ObjectRow>> {
+    let (at, id) = after.unwrap_or((i64::MAX, String::new()));
     let rows = sqlx::query(
         "SELECT id, kind, content_type, size_bytes, labels, created_at FROM objects \
-         WHERE ($1 = '' OR kind = $1) ORDER BY created_at DESC, id LIMIT $2 OFFSET $3",
+         WHERE ($1 = '' OR kind = $1) AND (created_at < $2 OR (created_at = $2 AND id < $3)) \
+         ORDER BY created_at DESC, id DESC LIMIT $4",
     )
     .bind(kind.unwrap_or(""))
+    .bind(at)
+    .bind(id)
     .bind(limit)
-    .bind(offset)
     .fetch_all(db.pool())
     .await?;
     Ok(rows.iter().map(object_row).collect::<std::result::Result<_, _>>()?)

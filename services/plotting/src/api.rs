@@ -1,16 +1,12 @@
 //! gRPC handlers of the plotting service: validate, call the domain, map errors.
 
-use std::pin::Pin;
-
-use futures::Stream;
 use outpost_api::plotting::v1::{self as pb, plotting_service_server::PlottingService};
 use outpost_kit::error::Error;
+use outpost_kit::grpc::{BoxStream, not_yet};
 use outpost_kit::paging;
 use tonic::{Request, Response, Status};
 
 use crate::jobs::{self, Jobs};
-
-type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 /// The plotting service's handlers.
 pub struct PlottingApi {
@@ -21,10 +17,6 @@ impl PlottingApi {
     pub fn new(jobs: Jobs) -> Self {
         Self { jobs }
     }
-}
-
-fn not_yet(what: &str) -> Status {
-    Status::unimplemented(format!("{what} is not implemented yet"))
 }
 
 #[tonic::async_trait]
@@ -52,14 +44,20 @@ impl PlottingService for PlottingApi {
     ) -> Result<Response<pb::ListPlotJobsResponse>, Status> {
         let request = request.into_inner();
         let limit = paging::page_size(request.page_size, 50, 1000)?;
-        let offset = paging::decode_offset(&request.page_token)?;
+        let query = paging::Query::of(format!("plotJobs|{}", request.state));
+        let after = paging::decode_time_id(&request.page_token, query)?;
         let state = match pb::PlotJobState::try_from(request.state) {
             Ok(pb::PlotJobState::Unspecified) => None,
             Ok(state) => Some(state as i32),
             Err(_) => return Err(Error::invalid("state", "unknown plot job state").into()),
         };
-        let rows = self.jobs.list(state, offset, limit + 1).await?;
-        let (plot_jobs, next_page_token) = paging::split_page(rows, limit, paging::next_offset(offset, limit));
+        let rows = self.jobs.list(state, after, limit + 1).await?;
+        let (plot_jobs, next_page_token) = paging::split_page(rows, limit, query, |last| {
+            let created = last
+                .create_time
+                .map_or(0, |t| outpost_kit::time::from_timestamp("create_time", &t).unwrap_or(0));
+            paging::time_id(created, last.name.trim_start_matches("plotJobs/"))
+        });
         Ok(Response::new(pb::ListPlotJobsResponse {
             plot_jobs,
             next_page_token,

@@ -64,15 +64,19 @@ impl Jobs {
         job_from_row(&row)
     }
 
-    /// A page of jobs, newest first, optionally in one state.
-    pub async fn list(&self, state: Option<i32>, offset: i64, limit: i64) -> Result<Vec<pb::PlotJob>> {
+    /// A page of jobs, newest first (ties by id, descending), optionally in one state, after
+    /// the `(created_at, id)` of the previous page.
+    pub async fn list(&self, state: Option<i32>, after: Option<(i64, String)>, limit: i64) -> Result<Vec<pb::PlotJob>> {
+        let (at, id) = after.unwrap_or((i64::MAX, String::new()));
         let sql = format!(
-            "SELECT {COLUMNS} FROM plot_jobs WHERE ($1 = 0 OR state = $1) ORDER BY created_at DESC, id LIMIT $2 OFFSET $3"
+            "SELECT {COLUMNS} FROM plot_jobs WHERE ($1 = 0 OR state = $1) \
+             AND (created_at < $2 OR (created_at = $2 AND id < $3)) ORDER BY created_at DESC, id DESC LIMIT $4"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(i64::from(state.unwrap_or(0)))
+            .bind(at)
+            .bind(id)
             .bind(limit)
-            .bind(offset)
             .fetch_all(self.db.pool())
             .await?;
         rows.iter().map(job_from_row).collect()

@@ -2,6 +2,7 @@
 
 use outpost_api::telemetry::v1::{self as pb, telemetry_service_server::TelemetryService};
 use outpost_kit::error::Error;
+use outpost_kit::grpc::not_yet;
 use outpost_kit::time::{from_duration, from_timestamp, to_timestamp, to_timestamp_opt};
 use tonic::{Request, Response, Status};
 
@@ -32,10 +33,6 @@ impl TelemetryApi {
             snapshots,
         }
     }
-}
-
-fn not_yet(what: &str) -> Status {
-    Status::unimplemented(format!("{what} is not implemented yet"))
 }
 
 fn device_to_pb(device: Device) -> pb::Device {

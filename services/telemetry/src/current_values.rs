@@ -32,7 +32,10 @@ pub async fn list(
     ] {
         check_optional_id(field, value)?;
     }
-    let (limit, after) = pair_page(page_size, page_token)?;
+    let query = paging::Query::of(format!("current|{}|{}|{}", filter.device, filter.sensor, filter.kind));
+    let (limit, after) = pair_page(page_size, page_token, query)?;
     let rows = store::list_current(db, filter, (&after.0, &after.1), limit + 1).await?;
-    Ok(paging::split_page(rows, limit, |r| pair_key(&r.device, &r.sensor)))
+    Ok(paging::split_page(rows, limit, query, |r| {
+        pair_key(&r.device, &r.sensor)
+    }))
 }

@@ -102,8 +102,8 @@ pub fn validate(device: &Device) -> Result<()> {
 }
 
 /// A `{device}/{sensor}` cursor.
-fn pair_cursor(token: &str) -> Result<(String, String)> {
-    match paging::decode_token(token)? {
+fn pair_cursor(token: &str, query: paging::Query) -> Result<(String, String)> {
+    match paging::decode_token(token, query)? {
         None => Ok((String::new(), String::new())),
         Some(cursor) => cursor
             .split_once('/')
@@ -117,11 +117,11 @@ pub(crate) fn pair_key(device: &str, sensor: &str) -> String {
     format!("{device}/{sensor}")
 }
 
-/// The limit and the decoded cursor of a page of rows ordered by `{device}/{sensor}`.
-pub(crate) fn pair_page(page_size: i32, page_token: &str) -> Result<(i64, (String, String))> {
+/// The limit and the decoded cursor of a page of rows of `query` ordered by `{device}/{sensor}`.
+pub(crate) fn pair_page(page_size: i32, page_token: &str, query: paging::Query) -> Result<(i64, (String, String))> {
     Ok((
         paging::page_size(page_size, DEFAULT_PAGE, MAX_PAGE)?,
-        pair_cursor(page_token)?,
+        pair_cursor(page_token, query)?,
     ))
 }
 
@@ -170,9 +170,10 @@ impl Devices {
     /// A page of devices by id, optionally of one source, and the next page's token.
     pub async fn list(&self, source: &str, page_size: i32, page_token: &str) -> Result<(Vec<Device>, String)> {
         let limit = paging::page_size(page_size, DEFAULT_PAGE, MAX_PAGE)?;
-        let after = paging::decode_token(page_token)?.unwrap_or_default();
+        let query = paging::Query::of(format!("devices|{source}"));
+        let after = paging::decode_token(page_token, query)?.unwrap_or_default();
         let rows = store::list_devices(&self.db, source, &after, limit + 1).await?;
-        let (rows, next) = paging::split_page(rows, limit, |last| last.id.clone());
+        let (rows, next) = paging::split_page(rows, limit, query, |last| last.id.clone());
         let devices = rows.into_iter().map(Device::try_from).collect::<Result<_>>()?;
         Ok((devices, next))
     }
@@ -203,10 +204,11 @@ impl Devices {
         page_token: &str,
     ) -> Result<(Vec<SensorRow>, String)> {
         check_optional_id("kind", kind)?;
-        let (limit, after) = pair_page(page_size, page_token)?;
+        let query = paging::Query::of(format!("sensors|{device}|{kind}"));
+        let (limit, after) = pair_page(page_size, page_token, query)?;
         let device = if device == ALL_DEVICES { "" } else { device };
         let rows = store::list_sensors(&self.db, device, kind, (&after.0, &after.1), limit + 1).await?;
-        let (rows, next) = paging::split_page(rows, limit, |r| pair_key(&r.device, &r.sensor));
+        let (rows, next) = paging::split_page(rows, limit, query, |r| pair_key(&r.device, &r.sensor));
         if rows.is_empty() && !device.is_empty() && page_token.is_empty() {
             self.get(device).await?;
         }
@@ -256,14 +258,15 @@ mod tests {
 
     #[test]
     fn pair_tokens_round_trip() {
+        let q = paging::Query::of("sensors|-|");
         let pairs = vec![("box", "temperature"), ("box", "x")];
-        let (_, token) = paging::split_page(pairs, 1, |(d, s)| pair_key(d, s));
+        let (_, token) = paging::split_page(pairs, 1, q, |(d, s)| pair_key(d, s));
         assert_eq!(
-            pair_cursor(&token).unwrap(),
+            pair_cursor(&token, q).unwrap(),
             ("box".to_string(), "temperature".to_string())
         );
-        let (_, token) = paging::split_page(vec![("box", "t")], 1, |(d, s)| pair_key(d, s));
+        let (_, token) = paging::split_page(vec![("box", "t")], 1, q, |(d, s)| pair_key(d, s));
         assert_eq!(token, "");
-        assert!(pair_cursor(&paging::encode_token("no-slash")).is_err());
+        assert!(pair_cursor(&paging::encode_token(q, "no-slash"), q).is_err());
     }
 }

@@ -47,8 +47,8 @@ fn bad_token() -> Error {
 }
 
 /// A reading cursor `r:{time}:{key}`.
-fn reading_cursor(token: &str) -> Result<Option<(i64, i64)>> {
-    let Some(cursor) = paging::decode_token(token)? else {
+fn reading_cursor(token: &str, query: paging::Query) -> Result<Option<(i64, i64)>> {
+    let Some(cursor) = paging::decode_token(token, query)? else {
         return Ok(None);
     };
     let (ts, key) = cursor
@@ -62,8 +62,8 @@ fn reading_cursor(token: &str) -> Result<Option<(i64, i64)>> {
 }
 
 /// A bucket cursor `b:{start}`.
-fn bucket_cursor(token: &str) -> Result<Option<i64>> {
-    let Some(cursor) = paging::decode_token(token)? else {
+fn bucket_cursor(token: &str, query: paging::Query) -> Result<Option<i64>> {
+    let Some(cursor) = paging::decode_token(token, query)? else {
         return Ok(None);
     };
     let start = cursor.strip_prefix("b:").ok_or_else(bad_token)?;
@@ -79,6 +79,10 @@ pub async fn list(db: &Db, query: &SeriesQuery<'_>, page_size: i32, page_token: 
         return Err(Error::invalid("end_time", "must be after start_time"));
     }
     let device = if query.device == ALL_DEVICES { "" } else { query.device };
+    let bound = paging::Query::of(format!(
+        "readings|{}|{}|{:?}|{:?}|{:?}",
+        query.device, query.sensor, query.start, query.end, query.bucket
+    ));
     let mut filter = SeriesFilter {
         sensor: query.sensor,
         device,
@@ -87,12 +91,12 @@ pub async fn list(db: &Db, query: &SeriesQuery<'_>, page_size: i32, page_token: 
     };
     let page = match query.bucket {
         None => {
-            let cursor = reading_cursor(page_token)?;
+            let cursor = reading_cursor(page_token, bound)?;
             let (after_ts, after_key) = cursor.unwrap_or((i64::MIN, i64::MIN));
             filter.lower = start.max(after_ts);
             let rows = store::list_readings(db, &filter, (after_ts, after_key), limit + 1).await?;
             let (rows, next_page_token) =
-                paging::split_page(rows, limit, |(last, key)| format!("r:{}:{key}", last.time));
+                paging::split_page(rows, limit, bound, |(last, key)| format!("r:{}:{key}", last.time));
             SeriesPage {
                 readings: rows.into_iter().map(|(r, _)| r).collect(),
                 next_page_token,
@@ -106,11 +110,11 @@ pub async fn list(db: &Db, query: &SeriesQuery<'_>, page_size: i32, page_token: 
                     "must be at least 1 second and at most 100 years",
                 ));
             }
-            if let Some(after) = bucket_cursor(page_token)? {
+            if let Some(after) = bucket_cursor(page_token, bound)? {
                 filter.lower = start.max(after.checked_add(width).ok_or_else(bad_token)?);
             }
             let rows = store::list_buckets(db, &filter, width, limit + 1).await?;
-            let (buckets, next_page_token) = paging::split_page(rows, limit, |last| format!("b:{}", last.start));
+            let (buckets, next_page_token) = paging::split_page(rows, limit, bound, |last| format!("b:{}", last.start));
             SeriesPage {
                 buckets,
                 next_page_token,
@@ -135,12 +139,14 @@ mod tests {
 
     #[test]
     fn cursors_round_trip_and_do_not_mix() {
-        let token = paging::encode_token("r:-5:7");
-        assert_eq!(reading_cursor(&token).unwrap(), Some((-5, 7)));
-        assert!(bucket_cursor(&token).is_err());
-        let token = paging::encode_token("b:3600000000");
-        assert_eq!(bucket_cursor(&token).unwrap(), Some(3_600_000_000));
-        assert!(reading_cursor(&token).is_err());
-        assert_eq!(reading_cursor("").unwrap(), None);
+        let q = paging::Query::of("readings|a|t");
+        let token = paging::encode_token(q, "r:-5:7");
+        assert_eq!(reading_cursor(&token, q).unwrap(), Some((-5, 7)));
+        assert!(bucket_cursor(&token, q).is_err());
+        let token = paging::encode_token(q, "b:3600000000");
+        assert_eq!(bucket_cursor(&token, q).unwrap(), Some(3_600_000_000));
+        assert!(reading_cursor(&token, q).is_err());
+        assert_eq!(reading_cursor("", q).unwrap(), None);
+        assert!(bucket_cursor(&token, paging::Query::of("readings|b|t")).is_err());
     }
 }

@@ -124,10 +124,7 @@ async fn the_status_is_cached_until_it_expires() {
 
 /// Each box's temperature (the first sensor titled `Temperatur` or `Temperature`).
 fn sensebox_temperatures() -> Vec<(String, f64)> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../fixtures/sensebox/sample_data.json"
-    );
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/sensebox/sample_data.json");
     let text = std::fs::read_to_string(path).expect("the senseBox fixture");
     let boxes: Vec<serde_json::Value> = serde_json::from_str(&text).expect("fixture JSON");
     boxes
