@@ -171,6 +171,7 @@ async fn main() -> anyhow::Result<()> {
         redis_url: Some(redis_url.clone()),
         s3: None,
         namespace: format!("{namespace}stage_"),
+        acquire_timeout: outpost_kit::config::MAX_ACQUIRE_TIMEOUT,
     };
     let stage =
         outpost_kit::storage::Storage::open(&storage_config, "telemetry", outpost_telemetry::migrations()).await?;

@@ -150,8 +150,7 @@ pub async fn run_all_on(
         "gateway",
         outpost_gateway::serve(config.clone(), gateway, stopped()),
     ));
-    tracing::info!("outpost is up: http://{}", config.gateway_addr);
-    eprintln!("Outpost is up: http://{}/", config.gateway_addr);
+    let announce = tokio::spawn(announce_when_listening(config.clone()));
 
     let stop_on_signal = stop_tx.clone();
     tokio::spawn(async move {
@@ -160,6 +159,7 @@ pub async fn run_all_on(
     });
     let mut first_error = None;
     while let Some(joined) = parts.join_next().await {
+        announce.abort();
         let result = joined.map_err(anyhow::Error::from).and_then(|r| r);
         if let Err(err) = result {
             tracing::error!(error = format!("{err:#}"), "part of the mesh failed; stopping the rest");
@@ -168,6 +168,27 @@ pub async fn run_all_on(
         let _ = stop_tx.send(true);
     }
     first_error.map_or(Ok(()), Err)
+}
+
+/// Says "outpost is up" once every service answers gRPC health (serving or not: it listens
+/// and reports what it waits for) and the gateway takes connections.
+async fn announce_when_listening(config: Config) {
+    let services = [
+        (config.ingest_endpoint(), outpost_api::names::INGEST),
+        (config.media_endpoint(), outpost_api::names::MEDIA),
+        (config.telemetry_endpoint(), outpost_api::names::TELEMETRY),
+        (config.plotting_endpoint(), outpost_api::names::PLOTTING),
+    ];
+    for (endpoint, service) in services {
+        if outpost_kit::client::wait_answering(&endpoint, service).await.is_err() {
+            return;
+        }
+    }
+    while tokio::net::TcpStream::connect(config.gateway_addr).await.is_err() {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    tracing::info!("outpost is up: http://{}", config.gateway_addr);
+    eprintln!("Outpost is up: http://{}/", config.gateway_addr);
 }
 
 async fn named(part: &'static str, future: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {

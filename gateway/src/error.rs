@@ -100,12 +100,14 @@ impl std::fmt::Display for ApiError {
 
 impl std::error::Error for ApiError {}
 
+/// The message of an error answer, for the one log line the request gets.
+#[derive(Clone, Debug)]
+pub struct ErrorMessage(pub String);
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if self.status.is_server_error() {
-            tracing::warn!(status = self.status.as_u16(), code = self.code, message = %self.message, "request failed");
-        }
         let mut response = (self.status, Json(self.body())).into_response();
+        response.extensions_mut().insert(ErrorMessage(self.message.clone()));
         if self.status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()

@@ -13,7 +13,10 @@ use http_body_util::BodyExt;
 use sha2::{Digest, Sha256};
 use tracing::Instrument;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorMessage};
+
+/// Routes whose answer is a health report, 503 included.
+const HEALTH_ROUTES: [&str; 5] = ["/readyz", "/healthz", "/health", "/healthcheck", "/healthcheck/"];
 use crate::transcode::{RouteLabel, UNMATCHED};
 
 /// Wraps the request in its trace span and records its metrics by route template.
@@ -35,11 +38,18 @@ pub async fn observe(request: Request, next: Next) -> Response {
     let status = response.status().as_u16();
     let seconds = started.elapsed().as_secs_f64();
     outpost_kit::metrics::observe_http(&route, method.as_str(), status, seconds);
+    // One line per failed request; health answers (a 503 from /readyz is an answer, not a
+    // failure of the gateway) stay at debug.
+    let message = response
+        .extensions()
+        .get::<ErrorMessage>()
+        .map(|m| m.0.as_str())
+        .unwrap_or("");
     span.in_scope(|| {
-        if status >= 500 {
-            tracing::warn!(route, status, seconds, "request failed");
+        if status >= 500 && !HEALTH_ROUTES.contains(&route.as_str()) {
+            tracing::warn!(route, status, seconds, error = message, "request failed");
         } else {
-            tracing::debug!(route, status, seconds, "request");
+            tracing::debug!(route, status, seconds, error = message, "request");
         }
     });
     response

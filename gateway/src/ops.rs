@@ -21,8 +21,17 @@ use crate::Upstreams;
 /// How long one health check may take.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Dependencies a service may report on health as `{service}/{dependency}`.
-pub const DEPENDENCIES: [&str; 3] = outpost_kit::storage::dependency::ALL;
+/// Dependencies a service may report on health as `{service}/{dependency}`: its stores and
+/// the peer services it calls.
+pub const DEPENDENCIES: [&str; 7] = [
+    outpost_kit::storage::dependency::SQL,
+    outpost_kit::storage::dependency::REDIS,
+    outpost_kit::storage::dependency::OBJECTS,
+    "ingest",
+    "media",
+    "telemetry",
+    "plotting",
+];
 
 /// The ops routes.
 pub fn routes(upstreams: &Upstreams) -> Router {
@@ -99,19 +108,23 @@ pub struct ServiceReadiness {
     pub error: Option<String>,
     /// Each dependency the service reports, with its status.
     pub dependencies: BTreeMap<&'static str, String>,
+    /// Dependencies that are down while the service serves without them (a cache): the
+    /// service is degraded, not unready.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub degraded: Vec<&'static str>,
 }
 
 impl ServiceReadiness {
-    /// Whether the service and every dependency it reports serve.
+    /// Whether the service serves (its required dependencies answer; optional ones may not).
     pub fn ready(&self) -> bool {
-        self.status == "SERVING" && self.dependencies.values().all(|s| s == "SERVING")
+        self.status == "SERVING"
     }
 
-    /// What is wrong, for people: the service's status, or its dependencies that do not serve
-    /// (`sql NOT_SERVING`); `None` when it is ready.
+    /// What is wrong, for people: the service's status and the dependencies that do not serve
+    /// (`not_serving: sql not_serving`); `None` when it is ready.
     pub fn problem(&self) -> Option<String> {
-        if self.status != "SERVING" {
-            return Some(self.status.to_ascii_lowercase());
+        if self.ready() {
+            return None;
         }
         let down: Vec<String> = self
             .dependencies
@@ -119,14 +132,20 @@ impl ServiceReadiness {
             .filter(|(_, status)| *status != "SERVING")
             .map(|(dependency, status)| format!("{dependency} {}", status.to_ascii_lowercase()))
             .collect();
-        (!down.is_empty()).then(|| down.join(", "))
+        let status = self.status.to_ascii_lowercase();
+        Some(if down.is_empty() {
+            status
+        } else {
+            format!("{status}: {}", down.join(", "))
+        })
     }
 }
 
 /// The answer of `/readyz`.
 #[derive(Debug, Serialize)]
 pub struct Readiness {
-    /// `ready` or `not_ready`.
+    /// `ready`, `degraded` (every service serves, some without an optional dependency) or
+    /// `not_ready`.
     pub status: &'static str,
     /// By short service name.
     pub services: BTreeMap<&'static str, ServiceReadiness>,
@@ -134,10 +153,10 @@ pub struct Readiness {
 
 async fn readyz(targets: Vec<Target>) -> Response {
     let readiness = check_all(&targets).await;
-    let status = if readiness.status == "ready" {
-        StatusCode::OK
-    } else {
+    let status = if readiness.status == "not_ready" {
         StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
     };
     (status, Json(readiness)).into_response()
 }
@@ -155,11 +174,14 @@ pub async fn check_services(upstreams: &Upstreams, services: &[&str]) -> Readine
 async fn check_all(targets: &[Target]) -> Readiness {
     let reports = futures::future::join_all(targets.iter().map(check_service)).await;
     let services: BTreeMap<_, _> = targets.iter().map(|t| t.short).zip(reports).collect();
-    let ready = services.values().all(ServiceReadiness::ready);
-    Readiness {
-        status: if ready { "ready" } else { "not_ready" },
-        services,
-    }
+    let status = if !services.values().all(ServiceReadiness::ready) {
+        "not_ready"
+    } else if services.values().any(|s| !s.degraded.is_empty()) {
+        "degraded"
+    } else {
+        "ready"
+    };
+    Readiness { status, services }
 }
 
 enum Check {
@@ -195,10 +217,21 @@ async fn check_service(target: &Target) -> ServiceReadiness {
             }
         }
     }
+    // A dependency down while the service serves is one it can do without.
+    let degraded = if status == "SERVING" {
+        dependencies
+            .iter()
+            .filter(|(_, s)| *s != "SERVING")
+            .map(|(name, _)| *name)
+            .collect()
+    } else {
+        Vec::new()
+    };
     ServiceReadiness {
         status,
         error,
         dependencies,
+        degraded,
     }
 }
 

@@ -38,7 +38,8 @@ async fn readyz_names_unreachable_services_and_reports_the_reachable_one() {
 }
 
 #[tokio::test]
-async fn readyz_is_200_when_everything_serves_and_503_when_a_dependency_does_not() {
+async fn readyz_is_200_when_everything_serves_degraded_without_an_optional_dependency_and_503_when_a_service_does_not()
+{
     // One server answers health for all four services.
     let all = [names::INGEST, names::MEDIA, names::TELEMETRY, names::PLOTTING];
     let upstream = start_upstream(&all).await;
@@ -56,15 +57,28 @@ async fn readyz_is_200_when_everything_serves_and_503_when_a_dependency_does_not
     assert_eq!(body["services"]["media"]["dependencies"], json!({"sql": "SERVING"}));
     assert_eq!(body["services"]["ingest"]["dependencies"], json!({}));
 
+    // A dependency down while its service serves is one the service does without.
     upstream
         .health
         .set_service_status(sql.as_str(), ServingStatus::NotServing)
         .await;
     let (status, body) = gateway.get("/readyz").await;
-    assert_eq!(status, 503, "{body}");
-    assert_eq!(body["status"], "not_ready");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "degraded");
     assert_eq!(body["services"]["media"]["status"], "SERVING");
     assert_eq!(body["services"]["media"]["dependencies"]["sql"], "NOT_SERVING");
+    assert_eq!(body["services"]["media"]["degraded"], json!(["sql"]));
+
+    // The service itself not serving: not ready, and why.
+    upstream
+        .health
+        .set_service_status(names::MEDIA, ServingStatus::NotServing)
+        .await;
+    let (status, body) = gateway.get("/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["status"], "not_ready");
+    assert_eq!(body["services"]["media"]["status"], "NOT_SERVING");
+    assert!(body["services"]["media"].get("degraded").is_none(), "{body}");
     assert_eq!(body["services"]["plotting"]["status"], "SERVING");
 }
 

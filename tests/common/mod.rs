@@ -23,6 +23,13 @@ pub struct Mesh {
 
 /// Starts the mesh on `backend`, with `adjust` applied to its settings, and waits until it is ready.
 pub async fn start_with(backend: &TestBackend, adjust: impl FnOnce(&mut Cli)) -> Mesh {
+    let mesh = spawn_with(backend, adjust).await;
+    mesh.wait_ready().await;
+    mesh
+}
+
+/// Starts the mesh on `backend`, with `adjust` applied to its settings, without waiting for it.
+pub async fn spawn_with(backend: &TestBackend, adjust: impl FnOnce(&mut Cli)) -> Mesh {
     let mut cli = Cli::try_parse_from(["outpost"]).expect("default arguments parse");
     cli.config = backend.config();
     adjust(&mut cli);
@@ -38,14 +45,12 @@ pub async fn start_with(backend: &TestBackend, adjust: impl FnOnce(&mut Cli)) ->
             let _ = stopped.await;
         },
     ));
-    let mesh = Mesh {
+    Mesh {
         base: format!("http://{}", config.gateway_addr),
         config,
         stop: Some(stop),
         task: Some(task),
-    };
-    mesh.wait_ready().await;
-    mesh
+    }
 }
 
 /// Starts the mesh on `backend` and waits until it is ready.
@@ -54,30 +59,44 @@ pub async fn start(backend: &TestBackend) -> Mesh {
 }
 
 impl Mesh {
-    /// Waits until `/readyz` answers 200 (at most 30 s).
-    pub async fn wait_ready(&self) {
+    /// Polls `GET {base}{path}` until `done` holds for its status and JSON body (at most 30 s);
+    /// returns that body.
+    pub async fn wait_for(
+        &self,
+        path: &str,
+        mut done: impl FnMut(reqwest::StatusCode, &serde_json::Value) -> bool,
+    ) -> serde_json::Value {
         let client = reqwest::Client::new();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let mut last = String::new();
         loop {
-            let last = client
-                .get(format!("{}/readyz", self.base))
-                .timeout(Duration::from_secs(2))
+            if let Ok(response) = client
+                .get(format!("{}{path}", self.base))
+                .timeout(Duration::from_secs(3))
                 .send()
-                .await;
-            if let Ok(response) = &last
-                && response.status() == 200
+                .await
             {
-                return;
+                let status = response.status();
+                let text = response.text().await.unwrap_or_default();
+                if let Ok(body) = serde_json::from_str::<serde_json::Value>(&text)
+                    && done(status, &body)
+                {
+                    return body;
+                }
+                last = format!("{status} {text}");
             }
-            if tokio::time::Instant::now() > deadline {
-                let body = match last {
-                    Ok(r) => r.text().await.unwrap_or_default(),
-                    Err(e) => e.to_string(),
-                };
-                panic!("mesh not ready within 30 s: {body}");
-            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{path} did not reach the wanted state within 30 s; last answer: {last}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Waits until `/readyz` answers 200 with every service and dependency serving (at most 30 s).
+    pub async fn wait_ready(&self) {
+        self.wait_for("/readyz", |status, body| status == 200 && body["status"] == "ready")
+            .await;
     }
 
     /// Stops the mesh and waits for every part to drain.

@@ -101,11 +101,10 @@ pub async fn serve_on(
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     metrics::init();
-    let storage = Storage::open(&config.storage(), "ingest", migrations()).await?;
+    let storage = Storage::start(&config.storage(), "ingest", migrations()).await?;
     let telemetry = telemetry::Telemetry::connect(&config.telemetry_endpoint(), config.rpc_timeout())?;
     let osem = opensensemap::OpenSenseMap::new(&ingest.opensensemap_url, telemetry.clone())?;
     let runs = runs::Runs::new(storage.db.clone(), HashMap::from([opensensemap::loader(osem)]));
-    runs.fail_interrupted().await?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let stop = move || {
@@ -139,7 +138,22 @@ pub async fn serve_on(
         background.spawn(opensensemap::schedule(runs.clone(), every, stop()));
     }
 
-    let mut dependencies = storage.dependencies();
+    // Once the database is there: runs a stopped process left unfinished.
+    background.spawn({
+        let (runs, db, stopped) = (runs.clone(), storage.db.clone(), stop());
+        async move {
+            tokio::select! {
+                () = db.ready() => {}
+                () = stopped => return,
+            }
+            if let Err(err) = runs.fail_interrupted().await {
+                tracing::error!(error = %err, "marking interrupted runs failed");
+            }
+        }
+    });
+    // Redis feeds the sensor consumers in the background: without it, ingest still serves
+    // its calls (degraded). Telemetry is where every reading goes: required.
+    let mut dependencies = storage.dependencies_optional(&[outpost_kit::storage::dependency::REDIS]);
     dependencies.push(telemetry.dependency());
     // A pushed batch of 10000 readings with long names is more than tonic's default 4 MiB.
     let service = IngestServiceServer::new(api::IngestApi::new(runs.clone(), telemetry))
@@ -151,9 +165,11 @@ pub async fn serve_on(
         let _ = stop_tx.send(true);
         runs.stop_all();
     };
+    let db = storage.db.clone();
     let result = GrpcServer::new(outpost_api::names::INGEST)
         .add_service(service)
         .dependencies(dependencies)
+        .starting_until(move || db.state())
         .serve(listener, stopping)
         .await;
     let _ = stop_tx.send(true);

@@ -11,8 +11,6 @@ use outpost_kit::client::{self, Traced};
 use outpost_kit::storage::Dependency;
 use prost::Message as _;
 use tonic::{Code, Status};
-use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::health_client::HealthClient;
 
 /// Most readings telemetry takes in one `WriteReadings` call.
 pub const MAX_WRITE_BATCH: usize = 10_000;
@@ -23,7 +21,7 @@ pub const MAX_WRITE_BYTES: usize = 3 * 1024 * 1024;
 #[derive(Clone, Debug)]
 pub struct Telemetry {
     client: TelemetryServiceClient<Traced>,
-    health: HealthClient<tonic::transport::Channel>,
+    channel: tonic::transport::Channel,
 }
 
 impl Telemetry {
@@ -32,7 +30,7 @@ impl Telemetry {
         let channel = client::channel(endpoint, timeout)?;
         Ok(Telemetry {
             client: TelemetryServiceClient::new(client::with_trace(channel.clone())),
-            health: HealthClient::new(channel),
+            channel,
         })
     }
 
@@ -97,23 +95,7 @@ impl Telemetry {
 
     /// Telemetry as a dependency in health: SERVING when its health check says so.
     pub fn dependency(&self) -> Dependency {
-        let health = self.health.clone();
-        Dependency::new("telemetry", move || {
-            let mut health = health.clone();
-            async move {
-                let request = tonic_health::pb::HealthCheckRequest {
-                    service: outpost_api::names::TELEMETRY.to_string(),
-                };
-                let status = health
-                    .check(request)
-                    .await
-                    .map_err(|s| anyhow::anyhow!("telemetry: {}", s.message()))?;
-                match status.into_inner().status() {
-                    ServingStatus::Serving => Ok(()),
-                    other => anyhow::bail!("telemetry is {}", other.as_str_name().to_lowercase()),
-                }
-            }
-        })
+        client::peer_dependency("telemetry", self.channel.clone(), outpost_api::names::TELEMETRY)
     }
 }
 

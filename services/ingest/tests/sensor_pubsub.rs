@@ -98,7 +98,7 @@ async fn the_consumer_reconnects_when_redis_drops_it() {
         let url = backend.storage.redis_url.clone().unwrap();
         let upstream = reqwest::Url::parse(&url).unwrap();
         let upstream = format!("{}:{}", upstream.host_str().unwrap(), upstream.port().unwrap_or(6379));
-        let proxy = common::proxy::Proxy::start(upstream.parse().unwrap()).await;
+        let proxy = outpost_kit::testing::Proxy::start(upstream.parse().unwrap()).await;
         let proxied = format!("redis://{}", proxy.addr);
         let mesh = common::start_with(&backend, IngestConfig::default(), |config| {
             config.redis_url = Some(proxied)

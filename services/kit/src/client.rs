@@ -33,6 +33,69 @@ pub fn with_trace(channel: Channel) -> Traced {
     InterceptedService::new(channel, interceptor)
 }
 
+/// A peer service as a dependency in health: healthy while its gRPC health check answers
+/// SERVING for `service` (its full name) on `channel`; `name` is how health reports show it
+/// (`telemetry`, `media`, …).
+pub fn peer_dependency(name: &'static str, channel: Channel, service: &'static str) -> crate::storage::Dependency {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let health = tonic_health::pb::health_client::HealthClient::new(channel);
+    crate::storage::Dependency::new(name, move || {
+        let mut health = health.clone();
+        async move {
+            let request = tonic_health::pb::HealthCheckRequest {
+                service: service.to_string(),
+            };
+            let status = health
+                .check(request)
+                .await
+                .map_err(|s| anyhow::anyhow!("{name}: {}", s.message()))?;
+            match status.into_inner().status() {
+                ServingStatus::Serving => Ok(()),
+                other => anyhow::bail!("{name} is {}", other.as_str_name().to_lowercase()),
+            }
+        }
+    })
+}
+
+/// Waits until the server at `endpoint` answers a gRPC health check for `service` (serving
+/// or not: it listens and reports); fails only on an invalid endpoint.
+pub async fn wait_answering(endpoint: &str, service: &str) -> anyhow::Result<()> {
+    let channel = channel(endpoint, Duration::from_secs(1))?;
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    loop {
+        let request = tonic_health::pb::HealthCheckRequest {
+            service: service.to_string(),
+        };
+        if health.check(request).await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until the server at `endpoint` reports `service` SERVING (its storage is migrated and
+/// its required dependencies answer), at most `within`; the last answer otherwise.
+pub async fn wait_serving(endpoint: &str, service: &str, within: Duration) -> anyhow::Result<()> {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let channel = channel(endpoint, Duration::from_secs(1))?;
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let request = tonic_health::pb::HealthCheckRequest {
+            service: service.to_string(),
+        };
+        let last = match health.check(request).await {
+            Ok(answer) if answer.get_ref().status() == ServingStatus::Serving => return Ok(()),
+            Ok(answer) => format!("{:?}", answer.get_ref().status()),
+            Err(status) => status.message().to_string(),
+        };
+        if tokio::time::Instant::now() >= deadline {
+            anyhow::bail!("{service} at {endpoint} is not serving after {within:?}: {last}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Attempts of an idempotent call, the first included.
 pub const RETRY_ATTEMPTS: u32 = 4;
 

@@ -127,7 +127,13 @@ pub struct StorageConfig {
     pub s3: Option<S3Config>,
     /// Prefix that keeps test runs apart (schemas, Redis keys, object keys); empty in production.
     pub namespace: String,
+    /// How long a request waits for a pooled SQL connection: well under the RPC deadline, so a
+    /// request whose database is down is answered UNAVAILABLE within its deadline.
+    pub acquire_timeout: Duration,
 }
+
+/// The longest wait for a pooled SQL connection.
+pub const MAX_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl Config {
     /// Parses a configuration from arguments and the environment (for tests and tools).
@@ -204,6 +210,7 @@ impl Config {
                 region: self.s3_region.clone(),
             }),
             namespace: self.namespace.clone(),
+            acquire_timeout: (self.rpc_timeout() / 4).clamp(Duration::from_millis(5), MAX_ACQUIRE_TIMEOUT),
         }
     }
 

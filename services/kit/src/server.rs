@@ -2,9 +2,11 @@
 //! state of its dependencies, reflection v1 and v1alpha, Prometheus `/metrics` on the same port,
 //! per-RPC metrics and trace context, and graceful shutdown.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -34,7 +36,11 @@ pub struct GrpcServer {
     routes: RoutesBuilder,
     health: HealthReporter,
     dependencies: Vec<Dependency>,
+    gate: Option<Gate>,
 }
+
+/// Whether a service can take calls yet: Ok, or what it still waits for.
+pub type Gate = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 
 impl GrpcServer {
     /// A server for the gRPC service `service` (its full name, as health reports it).
@@ -47,7 +53,16 @@ impl GrpcServer {
             routes,
             health,
             dependencies: Vec::new(),
+            gate: None,
         }
+    }
+
+    /// Answers the service's calls `UNAVAILABLE`, naming what is missing, while `gate` says it
+    /// is still starting (its database not migrated yet, say); health, reflection and
+    /// `/metrics` answer meanwhile.
+    pub fn starting_until(mut self, gate: impl Fn() -> Result<(), String> + Send + Sync + 'static) -> Self {
+        self.gate = Some(Arc::new(gate));
+        self
     }
 
     /// Adds a gRPC service.
@@ -94,7 +109,10 @@ impl GrpcServer {
         let result = tonic::transport::Server::builder()
             .accept_http1(true)
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
-            .layer(ObserveLayer { service: self.service })
+            .layer(ObserveLayer {
+                service: self.service,
+                gate: self.gate.clone(),
+            })
             .add_routes(routes)
             .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async {
                 shutdown.await;
@@ -110,45 +128,65 @@ impl GrpcServer {
     }
 }
 
-/// Checks every dependency now and then; the service is SERVING only while all of them answer.
+/// Checks every dependency now and then. The service is SERVING while every required one
+/// answers; an optional one that fails is reported NOT_SERVING under its own name while the
+/// service keeps serving (degraded). Each change of a dependency is logged once.
 async fn watch_dependencies(service: &'static str, health: HealthReporter, dependencies: Vec<Dependency>) {
-    let mut last: Option<bool> = None;
+    let mut last: HashMap<&'static str, bool> = HashMap::new();
+    let mut last_serving: Option<bool> = None;
     loop {
-        let results =
-            futures::future::join_all(dependencies.iter().map(|d| async move { (d.name, d.check().await) })).await;
-        let mut all_ok = true;
-        for (name, result) in results {
-            let status = match &result {
-                Ok(()) => ServingStatus::Serving,
-                Err(err) => {
-                    all_ok = false;
-                    if last != Some(false) {
-                        tracing::warn!(service, dependency = name, error = %err, "dependency down");
-                    }
-                    ServingStatus::NotServing
+        let results = futures::future::join_all(dependencies.iter().map(|d| async move { (d, d.check().await) })).await;
+        let mut serving = true;
+        for (dependency, result) in results {
+            let name = dependency.name;
+            let ok = result.is_ok();
+            if !ok && dependency.required {
+                serving = false;
+            }
+            match (&result, last.insert(name, ok)) {
+                // At start, peers and stores come up together: waiting for one is no warning.
+                (Err(err), None) => {
+                    tracing::info!(service, dependency = name, error = %err, "waiting for a dependency");
                 }
+                (Err(err), Some(true)) if dependency.required => {
+                    tracing::warn!(service, dependency = name, error = %err, "dependency down: not serving");
+                }
+                (Err(err), Some(true)) => {
+                    tracing::warn!(service, dependency = name, error = %err, "optional dependency down: degraded");
+                }
+                (Ok(()), Some(false)) => tracing::info!(service, dependency = name, "dependency back"),
+                _ => {}
+            }
+            let status = if ok {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
             };
             health.set_service_status(format!("{service}/{name}"), status).await;
         }
-        let status = if all_ok {
+        let status = if serving {
             ServingStatus::Serving
         } else {
             ServingStatus::NotServing
         };
         health.set_service_status(service, status).await;
         health.set_service_status("", status).await;
-        if last == Some(false) && all_ok {
-            tracing::info!(service, "dependencies back");
+        if last_serving == Some(false) && serving {
+            tracing::info!(service, "serving again");
         }
-        last = Some(all_ok);
-        tokio::time::sleep(HEALTH_INTERVAL).await;
+        last_serving = Some(serving);
+        // While something is down, look again sooner, so a recovery shows quickly.
+        let all_up = last.values().all(|ok| *ok);
+        tokio::time::sleep(if all_up { HEALTH_INTERVAL } else { HEALTH_INTERVAL / 6 }).await;
     }
 }
 
-/// Tower layer: a span parented on the caller's trace context, and per-RPC metrics.
-#[derive(Clone, Copy)]
+/// Tower layer: a span parented on the caller's trace context, per-RPC metrics, and the
+/// start-up gate.
+#[derive(Clone)]
 struct ObserveLayer {
     service: &'static str,
+    gate: Option<Gate>,
 }
 
 impl<S> Layer<S> for ObserveLayer {
@@ -157,6 +195,7 @@ impl<S> Layer<S> for ObserveLayer {
     fn layer(&self, inner: S) -> Self::Service {
         Observe {
             service: self.service,
+            gate: self.gate.clone(),
             inner,
         }
     }
@@ -165,6 +204,7 @@ impl<S> Layer<S> for ObserveLayer {
 #[derive(Clone)]
 struct Observe<S> {
     service: &'static str,
+    gate: Option<Gate>,
     inner: S,
 }
 
@@ -172,6 +212,8 @@ impl<S, B, R> Service<http::Request<B>> for Observe<S>
 where
     S: Service<http::Request<B>, Response = http::Response<R>> + Send,
     S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    R: Default + Send + 'static,
 {
     type Response = S::Response;
     type Error = S::Error;
@@ -185,6 +227,14 @@ where
         let path = request.uri().path().to_string();
         if !is_grpc(&request) {
             return Box::pin(self.inner.call(request));
+        }
+        let own = path
+            .strip_prefix('/')
+            .and_then(|p| p.strip_prefix(self.service))
+            .is_some_and(|rest| rest.starts_with('/'));
+        if own && let Some(Err(missing)) = self.gate.as_ref().map(|gate| gate()) {
+            let status = tonic::Status::unavailable(format!("{} is starting: {missing}", self.service));
+            return Box::pin(std::future::ready(Ok(status.into_http())));
         }
         let span = crate::trace::grpc_server_span(self.service, &request);
         let future = { span.in_scope(|| self.inner.call(request)) };

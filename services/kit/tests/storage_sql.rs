@@ -26,7 +26,7 @@ fn expected_backend(backend: &TestBackend) -> Backend {
 async fn migrations_run_and_data_survives_reopening() {
     for backend in testing::backends() {
         let label = backend.label;
-        let db = Db::connect(&backend.storage, "kitsql", &migrations()).await.unwrap();
+        let db = Db::connect(&backend.storage, "kitsql", migrations()).await.unwrap();
         assert_eq!(db.backend(), expected_backend(&backend), "{label}");
         assert_eq!(db.schema(), format!("{}kitsql", backend.storage.namespace), "{label}");
         assert_eq!(
@@ -65,7 +65,7 @@ async fn migrations_run_and_data_survives_reopening() {
         db.pool().close().await;
         drop(db);
 
-        let db = Db::connect(&backend.storage, "kitsql", &migrations()).await.unwrap();
+        let db = Db::connect(&backend.storage, "kitsql", migrations()).await.unwrap();
         assert_eq!(count(&db, "SELECT COUNT(*) FROM _sqlx_migrations").await, 2, "{label}");
         let (name, size, body): (String, i64, Vec<u8>) =
             sqlx::query_as("SELECT name, size, body FROM items WHERE id = $1")
@@ -82,8 +82,8 @@ async fn migrations_run_and_data_survives_reopening() {
 async fn each_service_has_its_own_tables() {
     for backend in testing::backends() {
         let label = backend.label;
-        let alpha = Db::connect(&backend.storage, "alpha", &migrations()).await.unwrap();
-        let beta = Db::connect(&backend.storage, "beta", &migrations()).await.unwrap();
+        let alpha = Db::connect(&backend.storage, "alpha", migrations()).await.unwrap();
+        let beta = Db::connect(&backend.storage, "beta", migrations()).await.unwrap();
         sqlx::query("INSERT INTO items (name, size) VALUES ($1, $2)")
             .bind("only-in-alpha")
             .bind(1_i64)
@@ -99,7 +99,7 @@ async fn each_service_has_its_own_tables() {
 #[tokio::test]
 async fn backend_specifics() {
     for backend in testing::backends() {
-        let db = Db::connect(&backend.storage, "kitspec", &migrations()).await.unwrap();
+        let db = Db::connect(&backend.storage, "kitspec", migrations()).await.unwrap();
         match db.backend() {
             Backend::Sqlite => {
                 assert!(db.pg().is_none());
@@ -142,7 +142,7 @@ async fn backend_specifics() {
 #[tokio::test]
 async fn bad_names_and_unknown_databases_are_clear_errors() {
     for backend in testing::backends() {
-        let err = Db::connect(&backend.storage, "Bad-Name", &migrations())
+        let err = Db::connect(&backend.storage, "Bad-Name", migrations())
             .await
             .unwrap_err();
         assert!(err.to_string().contains("Bad-Name"), "{err:#}");
@@ -151,7 +151,7 @@ async fn bad_names_and_unknown_databases_are_clear_errors() {
             url.set_path("outpost_no_such_database");
             let mut config = backend.storage.clone();
             config.database_url = Some(url.to_string());
-            let err = Db::connect(&config, "kitsql", &migrations()).await.unwrap_err();
+            let err = Db::connect(&config, "kitsql", migrations()).await.unwrap_err();
             assert!(format!("{err:#}").contains("outpost_no_such_database"), "{err:#}");
         }
     }
@@ -162,6 +162,9 @@ async fn storage_reports_its_dependencies() {
     for backend in testing::backends() {
         let storage = Storage::open(&backend.storage, "kitdeps", migrations()).await.unwrap();
         let names = |deps: &[outpost_kit::storage::Dependency]| deps.iter().map(|d| d.name).collect::<Vec<_>>();
+        // Redis is a dependency once the service uses it (a cache, a queue, a stream).
+        assert_eq!(names(&storage.dependencies()), ["sql"], "{}", backend.label);
+        let _cache = storage.cache();
         let deps = storage.dependencies();
         let expected: &[&str] = if backend.is_external() {
             &["sql", "redis"]
@@ -188,6 +191,7 @@ async fn an_unreachable_redis_fails_its_check_without_failing_open() {
     let mut config = backend.storage.clone();
     config.redis_url = Some("redis://127.0.0.1:1".into());
     let storage = Storage::open(&config, "kitredis", migrations()).await.unwrap();
+    let _cache = storage.cache();
     let redis = storage.dependencies().into_iter().find(|d| d.name == "redis").unwrap();
     assert!(redis.check().await.is_err());
 }

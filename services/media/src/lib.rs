@@ -35,9 +35,10 @@ pub async fn serve_on(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
-    let storage = Storage::open(&config.storage(), "media", migrations()).await?;
+    let storage = Storage::start(&config.storage(), "media", migrations()).await?;
     let objects = storage.objects().await?;
     let dependencies = storage.dependencies();
+    let (db, bucket) = (storage.db.clone(), objects.clone());
     let service = api::MediaApi::new(ObjectStore::new(storage.db.clone(), objects));
     let grpc = MediaServiceServer::new(service)
         .max_decoding_message_size(MAX_OBJECT_BYTES + 64 * 1024)
@@ -45,6 +46,7 @@ pub async fn serve_on(
     GrpcServer::new(outpost_api::names::MEDIA)
         .add_service(grpc)
         .dependencies(dependencies)
+        .starting_until(move || db.state().and_then(|()| bucket.state()))
         .serve(listener, shutdown)
         .await
 }

@@ -2,6 +2,7 @@
 
 use outpost_api::media::v1::{self as pb, media_service_client::MediaServiceClient};
 use outpost_kit::testing::{TestBackend, backends};
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tonic::Code;
@@ -20,6 +21,13 @@ async fn start(backend: &TestBackend) -> Running {
     let task = tokio::spawn(outpost_media::serve_on(backend.config(), listener, async {
         let _ = stopped.await;
     }));
+    outpost_kit::client::wait_serving(
+        &format!("http://{addr}"),
+        outpost_api::names::MEDIA,
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
     let client = MediaServiceClient::connect(format!("http://{addr}"))
         .await
         .unwrap()

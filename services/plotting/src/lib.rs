@@ -32,11 +32,13 @@ pub async fn serve_on(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
-    let storage = Storage::open(&config.storage(), "plotting", migrations()).await?;
+    let storage = Storage::start(&config.storage(), "plotting", migrations()).await?;
     let service = api::PlottingApi::new(jobs::Jobs::new(storage.db.clone()));
+    let db = storage.db.clone();
     GrpcServer::new(outpost_api::names::PLOTTING)
         .add_service(PlottingServiceServer::new(service))
         .dependencies(storage.dependencies())
+        .starting_until(move || db.state())
         .serve(listener, shutdown)
         .await
 }

@@ -42,6 +42,13 @@ async fn stored_jobs_are_listed_newest_first_fetched_and_deleted() {
         let task = tokio::spawn(outpost_plotting::serve_on(config, listener, async {
             let _ = stopped.await;
         }));
+        outpost_kit::client::wait_serving(
+            &format!("http://{addr}"),
+            outpost_api::names::PLOTTING,
+            std::time::Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
         let mut client = PlottingServiceClient::connect(format!("http://{addr}")).await.unwrap();
 
         let all = client

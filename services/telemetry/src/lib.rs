@@ -24,7 +24,7 @@ use outpost_api::media::v1::media_service_client::MediaServiceClient;
 use outpost_api::telemetry::v1::telemetry_service_server::TelemetryServiceServer;
 use outpost_kit::config::Config;
 use outpost_kit::server::GrpcServer;
-use outpost_kit::storage::{Migrations, Storage};
+use outpost_kit::storage::{Migrations, Storage, dependency};
 use tokio::net::TcpListener;
 
 pub use readings::{Reading, Readings};
@@ -82,11 +82,9 @@ pub async fn serve_on(
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     metrics::init();
-    let storage = Storage::open(&config.storage(), "telemetry", migrations()).await?;
-    let media = MediaServiceClient::new(outpost_kit::client::traced(
-        &config.media_endpoint(),
-        config.rpc_timeout(),
-    )?);
+    let storage = Storage::start(&config.storage(), "telemetry", migrations()).await?;
+    let media_channel = outpost_kit::client::channel(&config.media_endpoint(), config.rpc_timeout())?;
+    let media = MediaServiceClient::new(outpost_kit::client::with_trace(media_channel.clone()));
     let keys = Arc::new(sensor_keys::SensorKeys::default());
     let readings = Readings::with_keys(storage.db.clone(), keys.clone());
     let devices = devices::Devices::new(storage.db.clone(), keys);
@@ -101,9 +99,16 @@ pub async fn serve_on(
     let grpc = TelemetryServiceServer::new(service)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    // Redis is only the aggregate cache, and media only keeps snapshots: without either,
+    // telemetry still serves (degraded).
+    let mut dependencies = storage.dependencies_optional(&[dependency::REDIS]);
+    dependencies
+        .push(outpost_kit::client::peer_dependency("media", media_channel, outpost_api::names::MEDIA).optional());
+    let db = storage.db.clone();
     GrpcServer::new(outpost_api::names::TELEMETRY)
         .add_service(grpc)
-        .dependencies(storage.dependencies())
+        .dependencies(dependencies)
+        .starting_until(move || db.state())
         .serve(listener, shutdown)
         .await
 }

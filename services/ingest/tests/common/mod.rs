@@ -17,8 +17,6 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 
-pub mod proxy;
-
 /// Telemetry and ingest serving one test backend; both stop when this is dropped.
 pub struct Mesh {
     pub ingest: IngestServiceClient<Channel>,
@@ -69,11 +67,12 @@ pub async fn start_with(backend: &TestBackend, ingest: IngestConfig, tweak: impl
         until(&telemetry_stop),
     );
     tokio::spawn(async move { telemetry_future.await.expect("telemetry serves") });
-    let telemetry = TelemetryServiceClient::new(connect(&telemetry_url).await);
+    let telemetry = TelemetryServiceClient::new(connect(&telemetry_url, outpost_api::names::TELEMETRY).await);
 
     tweak(&mut config);
     let (ingest_stop, ingest_task, ingest_addr) = spawn_ingest(&config, &ingest).await;
-    let ingest_client = IngestServiceClient::new(connect(&format!("http://{ingest_addr}")).await);
+    let ingest_client =
+        IngestServiceClient::new(connect(&format!("http://{ingest_addr}"), outpost_api::names::INGEST).await);
     Mesh {
         ingest: ingest_client,
         telemetry,
@@ -120,7 +119,7 @@ impl Mesh {
     pub async fn restart_ingest(&mut self) {
         let (stop, task, addr) = spawn_ingest(&self.config, &self.ingest_config).await;
         (self.ingest_stop, self.ingest_task, self.ingest_addr) = (stop, task, addr);
-        self.ingest = IngestServiceClient::new(connect(&format!("http://{addr}")).await);
+        self.ingest = IngestServiceClient::new(connect(&format!("http://{addr}"), outpost_api::names::INGEST).await);
     }
 }
 
@@ -134,8 +133,11 @@ pub fn external_backends() -> Vec<TestBackend> {
     external
 }
 
-/// A channel to `url`, once it answers (servers take a moment to open their storage).
-async fn connect(url: &str) -> Channel {
+/// A channel to `service` at `url`, once it serves (servers take a moment to open their storage).
+async fn connect(url: &str, service: &str) -> Channel {
+    outpost_kit::client::wait_serving(url, service, Duration::from_secs(30))
+        .await
+        .unwrap();
     let endpoint = tonic::transport::Endpoint::from_shared(url.to_string()).unwrap();
     for _ in 0..300 {
         if let Ok(channel) = endpoint.connect().await {

@@ -3,10 +3,12 @@
 //! cluster adapter (PostgreSQL, S3, Redis), chosen by [`StorageConfig`].
 
 pub mod cache;
+mod nodelay;
 pub mod objects;
 pub mod queue;
 mod redis;
 pub mod sql;
+mod startup;
 
 pub use cache::Cache;
 pub use objects::Objects;
@@ -40,16 +42,20 @@ pub const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 type CheckFn = dyn Fn() -> BoxFuture<'static, anyhow::Result<()>> + Send + Sync;
 
-/// A dependency a service reports in health (`sql`, `redis`, `objects`).
+/// A dependency a service reports in health (`sql`, `redis`, `objects`, a peer service).
+/// A required one makes the service NOT_SERVING while it fails; an optional one (such as a
+/// cache) only makes it degraded: reported by name, while the service keeps serving.
 #[derive(Clone)]
 pub struct Dependency {
     /// The dependency's name, as health reports show it.
     pub name: &'static str,
+    /// Whether the service cannot serve without it.
+    pub required: bool,
     check: Arc<CheckFn>,
 }
 
 impl Dependency {
-    /// A dependency named `name` whose health is the result of `check`.
+    /// A required dependency named `name` whose health is the result of `check`.
     pub fn new<F, Fut>(name: &'static str, check: F) -> Self
     where
         F: Fn() -> Fut + Send + Sync + 'static,
@@ -57,8 +63,15 @@ impl Dependency {
     {
         Dependency {
             name,
+            required: true,
             check: Arc::new(move || Box::pin(check())),
         }
+    }
+
+    /// The same dependency, optional: while it fails the service is degraded, not unready.
+    pub fn optional(mut self) -> Self {
+        self.required = false;
+        self
     }
 
     /// Checks the dependency; a check that takes longer than [`CHECK_TIMEOUT`] fails.
@@ -74,6 +87,7 @@ impl fmt::Debug for Dependency {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Dependency")
             .field("name", &self.name)
+            .field("required", &self.required)
             .finish_non_exhaustive()
     }
 }
@@ -86,30 +100,52 @@ pub struct Storage {
     config: StorageConfig,
     service: &'static str,
     redis: Option<deadpool_redis::Pool>,
+    /// Whether the service took a queue, cache or stream (so Redis is one of its dependencies).
+    redis_used: Arc<std::sync::atomic::AtomicBool>,
+    /// Whether opening waits for a dependency (tests and tools) or starts at once (services).
+    waits: bool,
     objects: Arc<tokio::sync::OnceCell<Objects>>,
     local_queues: Arc<Mutex<HashMap<String, Arc<queue::MemoryQueue>>>>,
     local_cache: Arc<cache::MemoryCache>,
 }
 
 impl Storage {
-    /// Opens (and migrates) the service's SQL database; connects lazily to Redis when
-    /// configured. A PostgreSQL that is still starting is retried with backoff for about
-    /// 30 s before this fails with a message naming the server.
+    /// What a service opens: its SQL database ([`Db::start`]: PostgreSQL is created and
+    /// migrated in the background, however late it comes up, while health names what is
+    /// missing), and lazily connecting Redis when configured. Fails only on a setting that
+    /// cannot work (an invalid URL or name, an unwritable data directory).
+    pub async fn start(
+        config: &StorageConfig,
+        service: &'static str,
+        migrations: Migrations,
+    ) -> anyhow::Result<Storage> {
+        let db = Db::start(config, service, migrations).await?;
+        Self::with_db(config, service, db, false)
+    }
+
+    /// [`Storage::start`], waiting until the database is migrated (see [`Db::connect`]); for
+    /// tests and tools.
     pub async fn open(
         config: &StorageConfig,
         service: &'static str,
         migrations: Migrations,
     ) -> anyhow::Result<Storage> {
+        let db = Db::connect(config, service, migrations).await?;
+        Self::with_db(config, service, db, true)
+    }
+
+    fn with_db(config: &StorageConfig, service: &'static str, db: Db, waits: bool) -> anyhow::Result<Storage> {
         let redis = match &config.redis_url {
             Some(url) => Some(redis::pool(url)?),
             None => None,
         };
-        let db = Db::connect(config, service, &migrations).await?;
         Ok(Storage {
             db,
             config: config.clone(),
             service,
             redis,
+            redis_used: Arc::default(),
+            waits,
             objects: Arc::new(tokio::sync::OnceCell::new()),
             local_queues: Arc::new(Mutex::new(HashMap::new())),
             local_cache: Arc::new(cache::MemoryCache::default()),
@@ -121,7 +157,13 @@ impl Storage {
     /// missing). Opened once; later calls return the same store.
     pub async fn objects(&self) -> anyhow::Result<Objects> {
         self.objects
-            .get_or_try_init(|| Objects::open(&self.config, self.service))
+            .get_or_try_init(|| async {
+                if self.waits {
+                    Objects::open(&self.config, self.service).await
+                } else {
+                    Objects::start(&self.config, self.service).await
+                }
+            })
             .await
             .cloned()
     }
@@ -130,7 +172,7 @@ impl Storage {
     /// configured, else an in-process queue shared by every call with the same `name` on this
     /// `Storage` (the first call's options win).
     pub fn queue(&self, name: &str, opts: QueueOptions) -> Arc<dyn WorkQueue> {
-        if let Some(pool) = &self.redis {
+        if let Some(pool) = self.redis_pool() {
             let key = format!("{}outpost:{}:{name}", self.config.namespace, self.service);
             return Arc::new(redis::RedisQueue::new(pool.clone(), key, "outpost".into(), opts));
         }
@@ -144,7 +186,7 @@ impl Storage {
     /// A Redis stream with an exact external key (prefixed by the namespace only), read by the
     /// consumer group `group`, for producers outside Outpost; `None` without Redis.
     pub fn stream_queue(&self, key: &str, group: &str, opts: QueueOptions) -> Option<Arc<dyn WorkQueue>> {
-        let pool = self.redis.as_ref()?;
+        let pool = self.redis_pool()?;
         let key = format!("{}{key}", self.config.namespace);
         Some(Arc::new(redis::RedisQueue::new(
             pool.clone(),
@@ -156,7 +198,7 @@ impl Storage {
 
     /// The cache: Redis (keys `{namespace}outpost:{service}:cache:{key}`) or in-process.
     pub fn cache(&self) -> Arc<dyn Cache> {
-        match &self.redis {
+        match self.redis_pool() {
             Some(pool) => Arc::new(cache::RedisCache::new(
                 pool.clone(),
                 format!("{}outpost:{}:cache:", self.config.namespace, self.service),
@@ -167,11 +209,19 @@ impl Storage {
 
     /// The Redis pool, when Redis is configured.
     pub fn redis(&self) -> Option<deadpool_redis::Pool> {
-        self.redis.clone()
+        self.redis_pool().cloned()
+    }
+
+    /// The Redis pool, noting that the service uses Redis.
+    fn redis_pool(&self) -> Option<&deadpool_redis::Pool> {
+        let pool = self.redis.as_ref()?;
+        self.redis_used.store(true, std::sync::atomic::Ordering::Relaxed);
+        Some(pool)
     }
 
     /// The Redis URL, when Redis is configured (for pub/sub clients).
     pub fn redis_url(&self) -> Option<&str> {
+        self.redis_pool()?;
         self.config.redis_url.as_deref()
     }
 
@@ -180,15 +230,29 @@ impl Storage {
         &self.config.namespace
     }
 
-    /// The dependencies to report in health: `sql` always, `redis` when configured, `objects`
-    /// once [`Storage::objects`] was opened.
+    /// [`Storage::dependencies`], with those named in `optional` optional (the service serves
+    /// without them, degraded).
+    pub fn dependencies_optional(&self, optional: &[&str]) -> Vec<Dependency> {
+        self.dependencies()
+            .into_iter()
+            .map(|d| if optional.contains(&d.name) { d.optional() } else { d })
+            .collect()
+    }
+
+    /// The dependencies to report in health, all required: `sql` always, `redis` once the
+    /// service took a queue, cache or stream of it, `objects` once [`Storage::objects`] was
+    /// opened.
     pub fn dependencies(&self) -> Vec<Dependency> {
         let db = self.db.clone();
         let mut deps = vec![Dependency::new(dependency::SQL, move || {
             let db = db.clone();
             async move { db.ping().await }
         })];
-        if let Some(pool) = &self.redis {
+        if let Some(pool) = self
+            .redis
+            .as_ref()
+            .filter(|_| self.redis_used.load(std::sync::atomic::Ordering::Relaxed))
+        {
             let pool = pool.clone();
             deps.push(Dependency::new(dependency::REDIS, move || {
                 let pool = pool.clone();

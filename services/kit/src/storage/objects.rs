@@ -13,6 +13,7 @@ use object_store::path::Path;
 use object_store::{BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt as _, RetryConfig};
 
 use super::Dependency;
+use super::startup::{Failure, Startup};
 use crate::config::{S3Config, StorageConfig};
 
 /// The longest object key.
@@ -27,6 +28,8 @@ pub struct Objects {
     /// Prepended to every key: `{namespace}{service}/` on S3, empty for the local directory
     /// (which is the service's own directory).
     prefix: String,
+    /// The bucket's creation, retried in the background while the S3 server is not up.
+    bucket: Startup,
 }
 
 impl std::fmt::Debug for Objects {
@@ -40,10 +43,11 @@ impl std::fmt::Debug for Objects {
 
 impl Objects {
     /// Opens the directory `{data_dir}/objects/{namespace}{service}/` (created when missing;
-    /// writes are fsynced), or the configured S3 bucket (created when missing) with the key
-    /// prefix `{namespace}{service}/`. Every S3 call has connect and request timeouts and a
-    /// bounded retry.
-    pub async fn open(config: &StorageConfig, service: &str) -> anyhow::Result<Objects> {
+    /// writes are fsynced), or the configured S3 bucket with the key prefix
+    /// `{namespace}{service}/`. The bucket is created when missing, in the background and
+    /// retried with backoff while the S3 server is not up (health names it meanwhile). Every
+    /// S3 call has connect and request timeouts and a bounded retry.
+    pub async fn start(config: &StorageConfig, service: &str) -> anyhow::Result<Objects> {
         let name = format!("{}{service}", config.namespace);
         validate_key(&name)?;
         match &config.s3 {
@@ -59,10 +63,10 @@ impl Objects {
                 Ok(Objects {
                     store: Arc::new(store),
                     prefix: String::new(),
+                    bucket: Startup::done(),
                 })
             }
             Some(s3) => {
-                ensure_bucket(s3).await?;
                 // `allow_http` lives in the client options: set it there, not only on the builder.
                 let client = ClientOptions::new()
                     .with_allow_http(true)
@@ -85,9 +89,21 @@ impl Objects {
                     .with_retry(retry)
                     .build()
                     .with_context(|| format!("configuring the s3 bucket {} at {}", s3.bucket, s3.endpoint))?;
+                let bucket = {
+                    let s3 = s3.clone();
+                    Startup::spawn(
+                        format!("s3 bucket {} at {}", s3.bucket, s3.endpoint),
+                        format!("s3 bucket {} at {}: connecting", s3.bucket, s3.endpoint),
+                        move || {
+                            let s3 = s3.clone();
+                            async move { ensure_bucket(&s3).await }
+                        },
+                    )
+                };
                 Ok(Objects {
                     store: Arc::new(store),
                     prefix: format!("{name}/"),
+                    bucket,
                 })
             }
         }
@@ -156,8 +172,31 @@ impl Objects {
         Ok(keys)
     }
 
-    /// Checks that the store answers (lists the service's prefix).
+    /// [`Objects::start`], then waits until the bucket exists; fails after about 30 s of an
+    /// unreachable S3 server, or at once when it refuses. For tests and tools.
+    pub async fn open(config: &StorageConfig, service: &str) -> anyhow::Result<Objects> {
+        let objects = Self::start(config, service).await?;
+        objects
+            .bucket
+            .wait(std::time::Duration::from_secs(30))
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?;
+        Ok(objects)
+    }
+
+    /// Ok once the bucket exists; else what is missing, for people.
+    pub fn state(&self) -> Result<(), String> {
+        self.bucket.check()
+    }
+
+    /// Resolves once the bucket exists (at once for the local directory).
+    pub async fn ready(&self) {
+        self.bucket.finished().await
+    }
+
+    /// Checks that the bucket exists and the store answers (lists the service's prefix).
     pub async fn ping(&self) -> anyhow::Result<()> {
+        self.bucket.check().map_err(|e| anyhow::anyhow!(e))?;
         let root = (!self.prefix.is_empty()).then(|| Path::from(self.prefix.trim_end_matches('/')));
         self.store
             .list_with_delimiter(root.as_ref())
@@ -202,23 +241,39 @@ fn validate_key(key: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Creates the bucket unless it exists (HEAD first, then a signed `CreateBucket`).
-async fn ensure_bucket(s3: &S3Config) -> anyhow::Result<()> {
+/// Creates the bucket unless it exists (HEAD first, then a signed `CreateBucket`). A refusal
+/// (403, a bad bucket name) will not go away by itself; an unreachable server may.
+async fn ensure_bucket(s3: &S3Config) -> Result<(), Failure> {
+    match try_ensure_bucket(s3).await {
+        Ok(()) => Ok(()),
+        Err((error, retryable)) => Err(Failure {
+            message: format!("{error:#}"),
+            retryable,
+        }),
+    }
+}
+
+async fn try_ensure_bucket(s3: &S3Config) -> Result<(), (anyhow::Error, bool)> {
     let context = || format!("creating the s3 bucket {} at {}", s3.bucket, s3.endpoint);
-    let endpoint = url::Url::parse(&s3.endpoint).with_context(context)?;
+    // Settings that cannot work stay wrong; a server that does not answer may come up.
+    let wrong = |e: anyhow::Error| (e, false);
+    let unreachable = |e: reqwest::Error| (anyhow::Error::new(e).context(context()), true);
+    let endpoint = url::Url::parse(&s3.endpoint).with_context(context).map_err(wrong)?;
     let bucket = rusty_s3::Bucket::new(endpoint, rusty_s3::UrlStyle::Path, s3.bucket.clone(), s3.region.clone())
-        .with_context(context)?;
+        .with_context(context)
+        .map_err(wrong)?;
     let credentials = rusty_s3::Credentials::new(&s3.access_key, &s3.secret_key);
     let client = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(15))
         .build()
-        .with_context(context)?;
+        .with_context(context)
+        .map_err(wrong)?;
     let sign_for = Duration::from_secs(60);
     use rusty_s3::S3Action as _;
 
     let head = bucket.head_bucket(Some(&credentials)).sign(sign_for);
-    let status = client.head(head).send().await.with_context(context)?.status();
+    let status = client.head(head).send().await.map_err(unreachable)?.status();
     if status.is_success() {
         return Ok(());
     }
@@ -236,7 +291,7 @@ async fn ensure_bucket(s3: &S3Config) -> anyhow::Result<()> {
         .body(body)
         .send()
         .await
-        .with_context(context)?;
+        .map_err(unreachable)?;
     let status = response.status();
     if status.is_success() {
         tracing::info!(bucket = %s3.bucket, "created the s3 bucket");
@@ -249,5 +304,9 @@ async fn ensure_bucket(s3: &S3Config) -> anyhow::Result<()> {
         return Ok(());
     }
     let body: String = body.chars().take(300).collect();
-    anyhow::bail!("{}: status {status}: {body}", context())
+    // A server still starting answers 5xx; 4xx (bad keys, a bad name) is a wrong setting.
+    Err((
+        anyhow::anyhow!("{}: status {status}: {body}", context()),
+        status.is_server_error(),
+    ))
 }

@@ -3,7 +3,9 @@
 
 use std::str::FromStr;
 use std::sync::{Arc, Once};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use super::startup::{Failure, Startup};
 
 use anyhow::Context as _;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -13,10 +15,11 @@ use sqlx::{AnyPool, AssertSqlSafe, ConnectOptions, Connection, Executor, PgPool}
 
 use crate::config::StorageConfig;
 
-/// How long a connection may be waited for from a pool.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a PostgreSQL that is still starting is waited for.
+/// How long a PostgreSQL that is still starting is waited for by [`Db::connect`] (services
+/// use [`Db::start`] and never give up).
 const CONNECT_DEADLINE: Duration = Duration::from_secs(30);
+/// How long one attempt to reach PostgreSQL (connect, create the schema, migrate) may take.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Which SQL backend a [`Db`] runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,14 +48,17 @@ pub struct Db {
     backend: Backend,
     pg: Option<PgPool>,
     schema: Arc<str>,
+    startup: Startup,
 }
 
 impl Db {
-    /// Opens and migrates the database of `service`: the file
-    /// `{data_dir}/{namespace}{service}.sqlite`, or the PostgreSQL schema
-    /// `{namespace}{service}` (created when missing). PostgreSQL is retried with backoff for
-    /// about 30 s while it is unreachable.
-    pub async fn connect(config: &StorageConfig, service: &str, migrations: &Migrations) -> anyhow::Result<Db> {
+    /// Starts the database of `service` without waiting for PostgreSQL: the file
+    /// `{data_dir}/{namespace}{service}.sqlite` is opened and migrated now; the PostgreSQL
+    /// schema `{namespace}{service}` is created and migrated by a background task that retries
+    /// with backoff (200 ms doubling to 10 s) until it succeeds, however late PostgreSQL comes
+    /// up. Until then [`Db::state`] names what is missing, [`Db::ping`] fails, and
+    /// [`Db::ready`] waits. Pools wait at most `config.acquire_timeout` for a connection.
+    pub async fn start(config: &StorageConfig, service: &str, migrations: Migrations) -> anyhow::Result<Db> {
         static DRIVERS: Once = Once::new();
         DRIVERS.call_once(sqlx::any::install_default_drivers);
         let schema = format!("{}{service}", config.namespace);
@@ -66,19 +72,40 @@ impl Db {
             valid,
             "invalid database name {schema:?}: namespace and service must be 1 to 63 of a-z, 0-9, '_'"
         );
-        let db = match &config.database_url {
-            None => open_sqlite(config, schema).await?,
-            Some(url) => open_postgres(url, schema).await?,
-        };
-        let migrator = match db.backend {
-            Backend::Sqlite => &migrations.sqlite,
-            Backend::Postgres => &migrations.postgres,
-        };
-        migrator
-            .run(&db.pool)
+        match &config.database_url {
+            None => {
+                let db = open_sqlite(config, schema).await?;
+                migrations
+                    .sqlite
+                    .run(&db.pool)
+                    .await
+                    .with_context(|| format!("running the migrations of {service}"))?;
+                Ok(db)
+            }
+            Some(url) => start_postgres(url, schema, config.acquire_timeout, migrations),
+        }
+    }
+
+    /// [`Db::start`], then waits until the database is migrated; fails after about 30 s of an
+    /// unreachable PostgreSQL, or at once on an error that will not go away by itself (bad
+    /// credentials, a missing database), naming the server. For tests and tools.
+    pub async fn connect(config: &StorageConfig, service: &str, migrations: Migrations) -> anyhow::Result<Db> {
+        let db = Db::start(config, service, migrations).await?;
+        db.startup
+            .wait(CONNECT_DEADLINE)
             .await
-            .with_context(|| format!("running the migrations of {service}"))?;
+            .map_err(|e| anyhow::anyhow!(e))?;
         Ok(db)
+    }
+
+    /// Ok once the database is migrated and serving; else what is missing, for people.
+    pub fn state(&self) -> Result<(), String> {
+        self.startup.check()
+    }
+
+    /// Resolves once the database is migrated.
+    pub async fn ready(&self) {
+        self.startup.finished().await
     }
 
     /// The pool every query goes through, on both backends.
@@ -102,8 +129,9 @@ impl Db {
         &self.schema
     }
 
-    /// Runs `SELECT 1`.
+    /// Fails while the database is not migrated yet, else runs `SELECT 1`.
     pub async fn ping(&self) -> anyhow::Result<()> {
+        self.state().map_err(|error| anyhow::anyhow!(error))?;
         sqlx::query("SELECT 1")
             .execute(&self.pool)
             .await
@@ -134,7 +162,7 @@ async fn open_sqlite(config: &StorageConfig, schema: String) -> anyhow::Result<D
     let any = AnyConnectOptions::from_url(&options.to_url_lossy())?;
     let pool = AnyPoolOptions::new()
         .max_connections(4)
-        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .acquire_timeout(config.acquire_timeout)
         .after_connect(|conn, _| {
             Box::pin(async move {
                 conn.execute("PRAGMA busy_timeout = 5000").await?;
@@ -151,81 +179,82 @@ async fn open_sqlite(config: &StorageConfig, schema: String) -> anyhow::Result<D
         backend: Backend::Sqlite,
         pg: None,
         schema: schema.into(),
+        startup: Startup::done(),
     })
 }
 
-async fn open_postgres(url: &str, schema: String) -> anyhow::Result<Db> {
+/// Lazily connecting pools on `schema`, and the task that creates and migrates it.
+fn start_postgres(url: &str, schema: String, acquire_timeout: Duration, migrations: Migrations) -> anyhow::Result<Db> {
     let shown = super::redact(url);
     let options = PgConnectOptions::from_str(url).with_context(|| format!("invalid database url {shown}"))?;
     let set_path: Arc<str> = format!("SET search_path TO \"{schema}\"").into();
-    create_schema(&options, &schema, &shown).await?;
-
+    let port = options.get_port();
     let path = set_path.clone();
     let pool = AnyPoolOptions::new()
         .max_connections(8)
-        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .acquire_timeout(acquire_timeout)
         .after_connect(move |conn, _| {
             let path = path.clone();
             Box::pin(async move {
+                super::nodelay::set_for_peer_port(port);
                 conn.execute(AssertSqlSafe(path.to_string())).await?;
                 Ok(())
             })
         })
-        .connect(url)
-        .await
-        .with_context(|| format!("connecting to postgres at {shown}"))?;
+        .connect_lazy(url)
+        .with_context(|| format!("invalid database url {shown}"))?;
     let path = set_path;
     let pg = PgPoolOptions::new()
         .max_connections(4)
-        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .acquire_timeout(acquire_timeout)
         .after_connect(move |conn, _| {
             let path = path.clone();
             Box::pin(async move {
+                super::nodelay::set_for_peer_port(port);
                 conn.execute(AssertSqlSafe(path.to_string())).await?;
                 Ok(())
             })
         })
-        .connect_lazy_with(options);
+        .connect_lazy_with(options.clone());
+    let schema: Arc<str> = schema.into();
+    let migrations = Arc::new(migrations);
+    let startup = {
+        let (pool, schema, shown) = (pool.clone(), schema.clone(), shown.clone());
+        Startup::spawn(
+            format!("postgres schema {schema}"),
+            format!("postgres at {shown}: connecting"),
+            move || {
+                let (pool, schema, options, migrations) =
+                    (pool.clone(), schema.clone(), options.clone(), migrations.clone());
+                let shown = shown.clone();
+                async move {
+                    let attempt = async {
+                        let mut conn = options.connect().await?;
+                        conn.execute(AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"")))
+                            .await?;
+                        conn.close().await?;
+                        migrations.postgres.run(&pool).await.map_err(sqlx::Error::from)
+                    };
+                    let (message, retryable) = match tokio::time::timeout(ATTEMPT_TIMEOUT, attempt).await {
+                        Ok(Ok(())) => return Ok(()),
+                        Ok(Err(error)) => (error.to_string(), retryable(&error)),
+                        Err(_) => (format!("no answer within {ATTEMPT_TIMEOUT:?}"), true),
+                    };
+                    Err(Failure {
+                        message: format!("postgres at {shown} is not ready: {message}"),
+                        retryable,
+                    })
+                }
+            },
+        )
+    };
     Ok(Db {
         pool,
         backend: Backend::Postgres,
         pg: Some(pg),
-        schema: schema.into(),
+        schema,
+        startup,
     })
-}
-
-/// Creates the schema, retrying with backoff while PostgreSQL is unreachable or starting.
-async fn create_schema(options: &PgConnectOptions, schema: &str, shown: &str) -> anyhow::Result<()> {
-    let started = Instant::now();
-    let mut backoff = Duration::from_millis(200);
-    loop {
-        let attempt = async {
-            let mut conn = options.connect().await?;
-            conn.execute(AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"")))
-                .await?;
-            conn.close().await
-        };
-        let error = match tokio::time::timeout(ACQUIRE_TIMEOUT, attempt).await {
-            Ok(Ok(())) => return Ok(()),
-            Ok(Err(error)) if !retryable(&error) => {
-                return Err(error).with_context(|| format!("connecting to postgres at {shown}"));
-            }
-            Ok(Err(error)) => error.to_string(),
-            Err(_) => format!("no answer within {ACQUIRE_TIMEOUT:?}"),
-        };
-        let Some(left) = CONNECT_DEADLINE
-            .checked_sub(started.elapsed())
-            .filter(|left| !left.is_zero())
-        else {
-            anyhow::bail!(
-                "postgres at {shown} is not reachable after {}s: {error}",
-                started.elapsed().as_secs()
-            );
-        };
-        tracing::warn!(url = %shown, %error, retry_in = ?backoff, "postgres is not ready yet");
-        tokio::time::sleep(backoff.min(left)).await;
-        backoff = (backoff * 2).min(Duration::from_secs(4));
-    }
 }
 
 /// Whether a connection error may go away by itself (the server is starting, the network is

@@ -13,6 +13,10 @@
 //! | `OUTPOST_TEST_S3_REGION` | optional, default `us-east-1` |
 //! | `OUTPOST_TEST_REQUIRE_BACKENDS=1` | fail instead of skipping the external backend |
 
+mod proxy;
+
+pub use proxy::Proxy;
+
 use std::io::Write as _;
 use std::sync::{Arc, Once};
 
@@ -147,6 +151,7 @@ fn backend(
             redis_url,
             s3,
             namespace,
+            acquire_timeout: crate::config::MAX_ACQUIRE_TIMEOUT,
         },
         _dir: Arc::new(dir),
     }
