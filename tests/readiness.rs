@@ -143,3 +143,46 @@ async fn readiness_lists_peer_services_as_dependencies() {
     );
     mesh.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_database_outage_is_answered_within_the_deadline_naming_it() {
+    let Some(backend) = external() else { return };
+    let postgres = backend.storage.database_url.clone().unwrap();
+    let proxy = Proxy::start(address(&postgres)).await;
+    let proxied = via(&postgres, proxy.addr);
+    let deadline = Duration::from_secs(3);
+    let mesh = common::start_with(&backend, |cli| {
+        cli.config.database_url = Some(proxied);
+        cli.config.rpc_timeout_ms = deadline.as_millis() as u64;
+    })
+    .await;
+    let http = Client::new();
+    let reading = json!({"sensor": "temperature", "value": 7, "timestamp": "2024-12-01 12:00:00"});
+    let (status, body) = post(&http, format!("{}/add_rawdata/", mesh.base), &reading).await;
+    assert_eq!(status, 201, "{body}");
+
+    proxy.stop();
+    for path in ["/add_rawdata/", "/api/v1/readings:write"] {
+        let body = if path == "/add_rawdata/" {
+            reading.clone()
+        } else {
+            json!({"readings": [{"device": "d", "sensor": "t", "value": 1, "time": "2024-12-01T12:00:00Z"}]})
+        };
+        let started = Instant::now();
+        let (status, body) = post(&http, format!("{}{path}", mesh.base), &body).await;
+        let took = started.elapsed();
+        assert_eq!(status, 503, "{path}: {body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("telemetry") && message.contains("SQL database"),
+            "{path}: {message}"
+        );
+        assert!(
+            took < deadline,
+            "{path}: answered after {took:?}, past the {deadline:?} deadline"
+        );
+    }
+    proxy.resume().await;
+    mesh.wait_ready().await;
+    mesh.stop().await;
+}

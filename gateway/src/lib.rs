@@ -56,6 +56,8 @@ pub struct Upstreams {
     pub telemetry: Traced,
     /// The plotting service.
     pub plotting: Traced,
+    /// The deadline of a request's calls, retries included.
+    pub timeout: std::time::Duration,
 }
 
 impl Upstreams {
@@ -71,7 +73,14 @@ impl Upstreams {
             media: channel(config.media_endpoint(), "OUTPOST_MEDIA_URL")?,
             telemetry: channel(config.telemetry_endpoint(), "OUTPOST_TELEMETRY_URL")?,
             plotting: channel(config.plotting_endpoint(), "OUTPOST_PLOTTING_URL")?,
+            timeout,
         })
+    }
+
+    /// The deadline of a request's upstream calls, from now: every call and retry of one
+    /// request shares it.
+    pub fn deadline(&self) -> outpost_kit::client::Deadline {
+        outpost_kit::client::Deadline::after(self.timeout)
     }
 
     fn by_service(&self) -> HashMap<String, Traced> {

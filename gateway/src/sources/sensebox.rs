@@ -106,9 +106,10 @@ impl SenseBox {
             kind: KIND.into(),
             window: None,
         };
-        let response = retry(|| {
+        let deadline = self.upstreams.deadline();
+        let response = retry(deadline, || {
             let mut telemetry = self.telemetry.clone();
-            let request = request.clone();
+            let request = deadline.request(request.clone());
             async move { telemetry.aggregate_readings(request).await }
         })
         .await?;
@@ -267,9 +268,10 @@ fn no_snapshot(id: &str) -> ApiError {
 async fn snapshot(State(state): State<SenseBox>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let name = format!("objects/{id}");
     let request = media::GetObjectRequest { name: name.clone() };
-    let object = retry(|| {
+    let deadline = state.upstreams.deadline();
+    let object = retry(deadline, || {
         let mut media = state.media.clone();
-        let request = request.clone();
+        let request = deadline.request(request.clone());
         async move { media.get_object(request).await }
     })
     .await

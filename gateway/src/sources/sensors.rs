@@ -118,9 +118,10 @@ async fn add_rawdata(State(state): State<Sensors>, body: Bytes) -> Result<(Statu
         readings: posted.readings().iter().map(Reading::to_telemetry).collect(),
     };
     // Idempotent on (device, sensor, time): safe to retry.
-    let written = retry(|| {
+    let deadline = state.upstreams.deadline();
+    let written = retry(deadline, || {
         let mut telemetry = state.telemetry.clone();
-        let request = request.clone();
+        let request = deadline.request(request.clone());
         async move { telemetry.write_readings(request).await }
     })
     .await?
@@ -165,9 +166,10 @@ async fn current_value(State(state): State<Sensors>, Path(sensor): Path<String>)
     let request = pb::GetCurrentValueRequest {
         name: format!("devices/{DEFAULT_DEVICE}/sensors/{sensor}/currentValue"),
     };
-    let reading = retry(|| {
+    let deadline = state.upstreams.deadline();
+    let reading = retry(deadline, || {
         let mut telemetry = state.telemetry.clone();
-        let request = request.clone();
+        let request = deadline.request(request.clone());
         async move { telemetry.get_current_value(request).await }
     })
     .await
@@ -236,9 +238,10 @@ async fn sensor_data(
     let range = range.check()?;
     let parent = format!("devices/{DEFAULT_DEVICE}/sensors/{sensor}");
     let exists = pb::GetSensorRequest { name: parent.clone() };
-    retry(|| {
+    let deadline = state.upstreams.deadline();
+    retry(deadline, || {
         let mut telemetry = state.telemetry.clone();
-        let request = exists.clone();
+        let request = deadline.request(exists.clone());
         async move { telemetry.get_sensor(request).await }
     })
     .await
@@ -255,9 +258,9 @@ async fn sensor_data(
             end_time: range.end,
             bucket: None,
         };
-        let page = retry(|| {
+        let page = retry(deadline, || {
             let mut telemetry = state.telemetry.clone();
-            let request = request.clone();
+            let request = deadline.request(request.clone());
             async move { telemetry.list_readings(request).await }
         })
         .await?

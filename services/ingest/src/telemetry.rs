@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use outpost_api::telemetry::v1::telemetry_service_client::TelemetryServiceClient;
 use outpost_api::telemetry::v1::{self as pb};
-use outpost_kit::client::{self, Traced};
+use outpost_kit::client::{self, Deadline, Traced};
 use outpost_kit::storage::Dependency;
 use prost::Message as _;
 use tonic::{Code, Status};
@@ -22,6 +22,7 @@ pub const MAX_WRITE_BYTES: usize = 3 * 1024 * 1024;
 pub struct Telemetry {
     client: TelemetryServiceClient<Traced>,
     channel: tonic::transport::Channel,
+    timeout: Duration,
 }
 
 impl Telemetry {
@@ -31,6 +32,7 @@ impl Telemetry {
         Ok(Telemetry {
             client: TelemetryServiceClient::new(client::with_trace(channel.clone())),
             channel,
+            timeout,
         })
     }
 
@@ -41,11 +43,12 @@ impl Telemetry {
     pub async fn write(&self, readings: &[pb::Reading]) -> Result<(), Status> {
         let readings = dedupe(readings);
         for chunk in chunks(&readings) {
-            client::retry(|| {
+            let deadline = Deadline::after(self.timeout);
+            client::retry(deadline, || {
                 let mut client = self.client.clone();
-                let request = pb::WriteReadingsRequest {
+                let request = deadline.request(pb::WriteReadingsRequest {
                     readings: chunk.to_vec(),
-                };
+                });
                 async move { client.write_readings(request).await }
             })
             .await?;
@@ -77,12 +80,13 @@ impl Telemetry {
 
     /// Creates a device; false when it exists already.
     pub async fn create_device(&self, id: &str, device: pb::Device) -> Result<bool, Status> {
-        let result = client::retry(|| {
+        let deadline = Deadline::after(self.timeout);
+        let result = client::retry(deadline, || {
             let mut client = self.client.clone();
-            let request = pb::CreateDeviceRequest {
+            let request = deadline.request(pb::CreateDeviceRequest {
                 device_id: id.to_string(),
                 device: Some(device.clone()),
-            };
+            });
             async move { client.create_device(request).await }
         })
         .await;

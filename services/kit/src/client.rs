@@ -96,12 +96,50 @@ pub async fn wait_serving(endpoint: &str, service: &str, within: Duration) -> an
     }
 }
 
-/// Attempts of an idempotent call, the first included.
+/// Attempts of an idempotent call, the first included, at most.
 pub const RETRY_ATTEMPTS: u32 = 4;
 
-/// Runs an idempotent call, retrying while the peer is unavailable, with jittered exponential
-/// backoff (50 ms, 100 ms, 200 ms …), at most [`RETRY_ATTEMPTS`] attempts.
-pub async fn retry<T, F, Fut>(mut call: F) -> Result<T, tonic::Status>
+/// The metadata key a server adds to the UNAVAILABLE it answers itself (a dependency of its
+/// own is down, or it is starting), naming the service. Such an answer is final: trying the
+/// same server again a few milliseconds later would only make the caller wait longer.
+pub const ANSWERED_UNAVAILABLE: &str = "outpost-unavailable";
+
+/// When a call, retries included, must be answered: one deadline for every attempt.
+#[derive(Clone, Copy, Debug)]
+pub struct Deadline(tokio::time::Instant);
+
+impl Deadline {
+    /// `timeout` from now.
+    pub fn after(timeout: Duration) -> Deadline {
+        Deadline(tokio::time::Instant::now() + timeout)
+    }
+
+    /// The time left (zero once passed).
+    pub fn remaining(&self) -> Duration {
+        self.0.saturating_duration_since(tokio::time::Instant::now())
+    }
+
+    /// A request of `message` whose gRPC timeout is the time left, so the server stops
+    /// working on it when the caller stops waiting.
+    pub fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        request.set_timeout(self.remaining().max(Duration::from_millis(1)));
+        request
+    }
+}
+
+/// Whether a failed call may succeed if tried again at once: the peer did not answer
+/// (connection refused or reset while it restarts), as opposed to a peer that answered
+/// UNAVAILABLE itself, naming what it waits for.
+pub fn peer_unreachable(status: &tonic::Status) -> bool {
+    status.code() == tonic::Code::Unavailable && !status.metadata().contains_key(ANSWERED_UNAVAILABLE)
+}
+
+/// Runs an idempotent call until `deadline`, retrying while the peer is unreachable (see
+/// [`peer_unreachable`]), with jittered exponential backoff (50 ms, 100 ms, 200 ms …), at most
+/// [`RETRY_ATTEMPTS`] attempts. Every attempt shares the one deadline: build each request with
+/// [`Deadline::request`]. No attempt starts once the deadline has passed.
+pub async fn retry<T, F, Fut>(deadline: Deadline, mut call: F) -> Result<T, tonic::Status>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, tonic::Status>>,
@@ -109,11 +147,15 @@ where
     let mut attempt = 1;
     loop {
         match call().await {
-            Err(status) if attempt < RETRY_ATTEMPTS && status.code() == tonic::Code::Unavailable => {
+            Err(status) if attempt < RETRY_ATTEMPTS && peer_unreachable(&status) => {
                 let base = 50u64 << (attempt - 1);
-                let jitter = rand::random_range(0..=base / 2);
-                tracing::debug!(attempt, error = %status.message(), "retrying unavailable peer");
-                tokio::time::sleep(Duration::from_millis(base + jitter)).await;
+                let wait = Duration::from_millis(base + rand::random_range(0..=base / 2));
+                // Only when an attempt still fits after the wait.
+                if deadline.remaining() <= wait + Duration::from_millis(10) {
+                    return Err(status);
+                }
+                tracing::debug!(attempt, error = %status.message(), "retrying unreachable peer");
+                tokio::time::sleep(wait).await;
                 attempt += 1;
             }
             result => return result,
@@ -126,10 +168,14 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicU32, Ordering};
 
+    fn forever() -> Deadline {
+        Deadline::after(Duration::from_secs(60))
+    }
+
     #[tokio::test]
-    async fn retries_unavailable_only_and_boundedly() {
+    async fn retries_an_unreachable_peer_only_and_boundedly() {
         let calls = AtomicU32::new(0);
-        let result: Result<(), _> = retry(|| async {
+        let result: Result<(), _> = retry(forever(), || async {
             calls.fetch_add(1, Ordering::SeqCst);
             Err(tonic::Status::unavailable("down"))
         })
@@ -138,7 +184,7 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), RETRY_ATTEMPTS);
 
         let calls = AtomicU32::new(0);
-        let result: Result<(), _> = retry(|| async {
+        let result: Result<(), _> = retry(forever(), || async {
             calls.fetch_add(1, Ordering::SeqCst);
             Err(tonic::Status::invalid_argument("bad"))
         })
@@ -146,8 +192,22 @@ mod tests {
         assert_eq!(result.unwrap_err().code(), tonic::Code::InvalidArgument);
         assert_eq!(calls.load(Ordering::SeqCst), 1);
 
+        // A server that answered UNAVAILABLE itself (its database is down) is not asked again.
         let calls = AtomicU32::new(0);
-        let result = retry(|| async {
+        let result: Result<(), _> = retry(forever(), || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            let mut status = tonic::Status::unavailable("the SQL database is unavailable");
+            status
+                .metadata_mut()
+                .insert(ANSWERED_UNAVAILABLE, "telemetry".parse().unwrap());
+            Err(status)
+        })
+        .await;
+        assert_eq!(result.unwrap_err().code(), tonic::Code::Unavailable);
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+        let calls = AtomicU32::new(0);
+        let result = retry(forever(), || async {
             if calls.fetch_add(1, Ordering::SeqCst) < 2 {
                 Err(tonic::Status::unavailable("starting"))
             } else {
@@ -156,5 +216,33 @@ mod tests {
         })
         .await;
         assert_eq!(result.unwrap(), 7);
+    }
+
+    #[tokio::test]
+    async fn retries_share_one_deadline() {
+        let started = tokio::time::Instant::now();
+        let deadline = Deadline::after(Duration::from_millis(120));
+        let calls = AtomicU32::new(0);
+        let result: Result<(), _> = retry(deadline, || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(40)).await;
+            Err(tonic::Status::unavailable("down"))
+        })
+        .await;
+        assert!(result.is_err());
+        assert!(
+            started.elapsed() < Duration::from_millis(200),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(
+            calls.load(Ordering::SeqCst) < RETRY_ATTEMPTS,
+            "no attempt past the deadline"
+        );
+        let request = deadline.request(());
+        assert!(
+            request.metadata().get("grpc-timeout").is_some(),
+            "the time left travels"
+        );
     }
 }

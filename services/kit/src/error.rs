@@ -49,7 +49,7 @@ impl From<sqlx::Error> for Error {
     fn from(err: sqlx::Error) -> Self {
         match err {
             sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-                Error::Unavailable(format!("database unavailable: {err}"))
+                Error::Unavailable(format!("the SQL database is unavailable: {err}"))
             }
             other => Error::Internal(other.into()),
         }

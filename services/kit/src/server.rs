@@ -232,16 +232,22 @@ where
             .strip_prefix('/')
             .and_then(|p| p.strip_prefix(self.service))
             .is_some_and(|rest| rest.starts_with('/'));
+        let short = short_name(self.service);
         if own && let Some(Err(missing)) = self.gate.as_ref().map(|gate| gate()) {
-            let status = tonic::Status::unavailable(format!("{} is starting: {missing}", self.service));
-            return Box::pin(std::future::ready(Ok(status.into_http())));
+            let status = tonic::Status::unavailable(format!("starting: {missing}"));
+            let mut response = status.into_http();
+            mark_unavailable(short, response.headers_mut());
+            return Box::pin(std::future::ready(Ok(response)));
         }
         let span = crate::trace::grpc_server_span(self.service, &request);
         let future = { span.in_scope(|| self.inner.call(request)) };
         Box::pin(
             async move {
                 let started = Instant::now();
-                let result = future.await;
+                let mut result = future.await;
+                if let Ok(response) = &mut result {
+                    mark_unavailable(short, response.headers_mut());
+                }
                 let code = match &result {
                     Ok(response) => response
                         .headers()
@@ -258,6 +264,34 @@ where
             }
             .instrument(span),
         )
+    }
+}
+
+/// `telemetry` of `outpost.telemetry.v1.TelemetryService`.
+fn short_name(service: &str) -> &str {
+    service
+        .strip_prefix("outpost.")
+        .and_then(|rest| rest.split('.').next())
+        .unwrap_or(service)
+}
+
+/// An UNAVAILABLE this server answers itself (a dependency of its own is down, or it is
+/// starting) names the service, and is marked as an answer, so clients do not retry it at
+/// once (see [`crate::client::peer_unreachable`]).
+fn mark_unavailable(short: &str, headers: &mut http::HeaderMap) {
+    let unavailable = headers.get("grpc-status").is_some_and(|v| v.as_bytes() == b"14");
+    if !unavailable {
+        return;
+    }
+    if let Some(status) = tonic::Status::from_header_map(headers) {
+        let message = status.message();
+        if !message.starts_with(short) {
+            let named = tonic::Status::unavailable(format!("{short}: {message}"));
+            let _ = named.add_header(headers);
+        }
+    }
+    if let Ok(value) = http::HeaderValue::from_str(short) {
+        headers.insert(crate::client::ANSWERED_UNAVAILABLE, value);
     }
 }
 

@@ -94,7 +94,7 @@ pub async fn serve_on(
         Duration::from_secs(telemetry.aggregate_cache_seconds),
         telemetry.aggregate_window_seconds as i64 * 1_000_000,
     );
-    let snapshots = snapshot::Snapshots::new(storage.db.clone(), media);
+    let snapshots = snapshot::Snapshots::new(storage.db.clone(), media, config.rpc_timeout());
     let service = api::TelemetryApi::new(readings, devices, aggregates, snapshots);
     let grpc = TelemetryServiceServer::new(service)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)

@@ -2,9 +2,11 @@
 //! (kind `snapshot`), which is idempotent by content hash and so retried when media is down.
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use std::time::Duration;
+
 use outpost_api::media::v1::media_service_client::MediaServiceClient;
 use outpost_api::media::v1::{CreateObjectRequest, StoredObject};
-use outpost_kit::client::{Traced, retry};
+use outpost_kit::client::{Deadline, Traced, retry};
 use outpost_kit::error::{Error, Result};
 use outpost_kit::storage::Db;
 use outpost_kit::time::now_micros;
@@ -69,12 +71,14 @@ pub fn document(kind: Option<&str>, created: i64, readings: &[Reading]) -> Resul
 pub struct Snapshots {
     db: Db,
     media: MediaServiceClient<Traced>,
+    timeout: Duration,
 }
 
 impl Snapshots {
-    /// Snapshots of the current values in `db`, stored through `media`.
-    pub fn new(db: Db, media: MediaServiceClient<Traced>) -> Self {
-        Self { db, media }
+    /// Snapshots of the current values in `db`, stored through `media` (each call, retries
+    /// included, answered within `timeout`).
+    pub fn new(db: Db, media: MediaServiceClient<Traced>, timeout: Duration) -> Self {
+        Self { db, media, timeout }
     }
 
     /// Stores a snapshot of the current values (of one kind, when not empty); returns the media
@@ -101,9 +105,10 @@ impl Snapshots {
             }),
             content: content.into(),
         };
-        let response = retry(|| {
+        let deadline = Deadline::after(self.timeout);
+        let response = retry(deadline, || {
             let mut media = self.media.clone();
-            let request = request.clone();
+            let request = deadline.request(request.clone());
             async move { media.create_object(request).await }
         })
         .await

@@ -144,8 +144,9 @@ async fn media_down_is_unavailable() {
             .await
             .unwrap_err();
         assert_eq!(status.code(), tonic::Code::Unavailable, "{}: {status:?}", backend.label);
+        // Named by the service that answered, and by the dependency it waits for.
         assert!(
-            status.message().starts_with("media unavailable"),
+            status.message().starts_with("telemetry: media unavailable"),
             "{}",
             status.message()
         );
