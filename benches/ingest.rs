@@ -221,7 +221,7 @@ async fn main() -> anyhow::Result<()> {
         .collect();
     let started = Instant::now();
     for chunk in rows.chunks(10_000) {
-        writer.write_readings(chunk).await?;
+        writer.write_readings(chunk.to_vec()).await?;
     }
     let write_rate = rate(stage_n, started.elapsed());
     println!("stage, telemetry write alone (10000 a batch, one at a time): {write_rate:.0} readings/s");

@@ -5,6 +5,7 @@ use axum::Json;
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use http::header::{HeaderValue, WWW_AUTHENTICATE};
+use outpost_kit::rpc::{BadRequest, ErrorInfo, PreconditionFailure, ResourceInfo, RetryInfo, RpcStatus};
 use prost::Message;
 use serde_json::{Value, json};
 
@@ -22,12 +23,12 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    /// An error with a status, code and message.
+    /// An error with a status, code and message (quoted input in it is cut to 64 characters).
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
-            message: message.into(),
+            message: outpost_kit::error::bounded(&message.into()),
             details: None,
         }
     }
@@ -45,7 +46,8 @@ impl ApiError {
 
     /// 400 `INVALID_ARGUMENT` naming the field, with a `google.rpc.BadRequest`-shaped detail.
     pub fn invalid_field(field: &str, reason: impl Into<String>) -> Self {
-        let reason = reason.into();
+        let reason = outpost_kit::error::bounded(&reason.into());
+        let field = outpost_kit::error::bounded(field);
         Self::bad_request(format!("{field}: {reason}")).with_details(json!([{
             "@type": "type.googleapis.com/google.rpc.BadRequest",
             "fieldViolations": [{"field": field, "description": reason}],
@@ -147,79 +149,10 @@ impl From<tonic::Status> for ApiError {
         Self {
             status: http,
             code,
-            message: status.message().to_string(),
+            message: outpost_kit::error::bounded(status.message()),
             details: rpc_details(status.details()),
         }
     }
-}
-
-/// `google.rpc.Status`, enough of it to read the details.
-#[derive(Clone, PartialEq, Message)]
-struct RpcStatus {
-    #[prost(int32, tag = "1")]
-    code: i32,
-    #[prost(string, tag = "2")]
-    message: String,
-    #[prost(message, repeated, tag = "3")]
-    details: Vec<prost_types::Any>,
-}
-
-#[derive(Clone, PartialEq, Message)]
-struct ErrorInfo {
-    #[prost(string, tag = "1")]
-    reason: String,
-    #[prost(string, tag = "2")]
-    domain: String,
-    #[prost(btree_map = "string, string", tag = "3")]
-    metadata: std::collections::BTreeMap<String, String>,
-}
-
-#[derive(Clone, PartialEq, Message)]
-struct BadRequest {
-    #[prost(message, repeated, tag = "1")]
-    field_violations: Vec<FieldViolation>,
-}
-
-#[derive(Clone, PartialEq, Message)]
-struct FieldViolation {
-    #[prost(string, tag = "1")]
-    field: String,
-    #[prost(string, tag = "2")]
-    description: String,
-}
-
-#[derive(Clone, PartialEq, Message)]
-struct PreconditionFailure {
-    #[prost(message, repeated, tag = "1")]
-    violations: Vec<PreconditionViolation>,
-}
-
-#[derive(Clone, PartialEq, Message)]
-struct PreconditionViolation {
-    #[prost(string, tag = "1")]
-    r#type: String,
-    #[prost(string, tag = "2")]
-    subject: String,
-    #[prost(string, tag = "3")]
-    description: String,
-}
-
-#[derive(Clone, PartialEq, Message)]
-struct ResourceInfo {
-    #[prost(string, tag = "1")]
-    resource_type: String,
-    #[prost(string, tag = "2")]
-    resource_name: String,
-    #[prost(string, tag = "3")]
-    owner: String,
-    #[prost(string, tag = "4")]
-    description: String,
-}
-
-#[derive(Clone, PartialEq, Message)]
-struct RetryInfo {
-    #[prost(message, optional, tag = "1")]
-    retry_delay: Option<prost_types::Duration>,
 }
 
 /// The details of an encoded `google.rpc.Status` (`grpc-status-details-bin`) as JSON, `None`
@@ -284,6 +217,7 @@ fn any_to_json(any: &prost_types::Any) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use outpost_kit::rpc::FieldViolation;
 
     #[test]
     fn maps_grpc_codes_to_http() {

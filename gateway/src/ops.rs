@@ -46,13 +46,10 @@ pub fn routes(upstreams: &Upstreams) -> Router {
         .route("/metrics", get(metrics))
 }
 
-/// What `/version` answers.
+/// What `/version` answers: the senseBox service's shape, `{"Version": "…"}`, which its
+/// clients read.
 pub fn version() -> serde_json::Value {
-    let mut body = serde_json::json!({ "name": "outpost", "version": env!("CARGO_PKG_VERSION") });
-    if let Some(sha) = option_env!("OUTPOST_GIT_SHA").filter(|s| !s.is_empty()) {
-        body["git_sha"] = serde_json::Value::String(sha.to_string());
-    }
-    body
+    serde_json::json!({ "Version": env!("CARGO_PKG_VERSION") })
 }
 
 async fn metrics() -> Response {

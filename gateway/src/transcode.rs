@@ -88,7 +88,7 @@ impl Transcoder {
             Lookup::WrongMethod(allowed) => {
                 let allow = allowed.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", ");
                 let mut response = ApiError::method_not_allowed(format!(
-                    "{} is not allowed on {}; use {allow}",
+                    "{} is not allowed on {:?}; use {allow}",
                     request.method(),
                     request.uri().path()
                 ))
@@ -99,7 +99,8 @@ impl Transcoder {
                 return labelled(response, UNMATCHED);
             }
             Lookup::NotFound => {
-                let error = ApiError::not_found(format!("no route for {} {}", request.method(), request.uri().path()));
+                let error =
+                    ApiError::not_found(format!("no route for {} {:?}", request.method(), request.uri().path()));
                 return labelled(error.into_response(), UNMATCHED);
             }
         };

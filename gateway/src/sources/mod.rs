@@ -12,7 +12,6 @@ mod sensors;
 use axum::Json;
 use axum::Router;
 use chrono::{DateTime, SecondsFormat, Utc};
-use outpost_api::telemetry::v1 as telemetry;
 use serde_json::{Value, json};
 
 use crate::Upstreams;
@@ -63,17 +62,24 @@ fn rfc3339(time: &prost_types::Timestamp) -> Option<String> {
     DateTime::<Utc>::from_timestamp(time.seconds, nanos).map(|t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
 }
 
-/// A reading as the sensor hub answered it: `{"sensor", "value", "timestamp", "device"}`, with
-/// `unit` when it has one.
-fn reading_json(reading: &telemetry::Reading) -> Value {
-    let mut body = json!({
-        "sensor": reading.sensor,
-        "value": reading.value,
-        "timestamp": reading.time.as_ref().and_then(rfc3339),
-        "device": reading.device,
-    });
-    if !reading.unit.is_empty() {
-        body["unit"] = Value::String(reading.unit.clone());
+/// A reading as the sensor hub answered it: exactly `{"sensor", "value", "timestamp"}`, the
+/// time as `YYYY-MM-DD HH:MM:SS` UTC; `unit` when the reading has one, `device` when given.
+fn hub_reading(
+    sensor: &str,
+    value: f64,
+    time: Option<&prost_types::Timestamp>,
+    unit: &str,
+    device: Option<&String>,
+) -> Value {
+    let timestamp = time
+        .and_then(|t| outpost_kit::time::from_timestamp("time", t).ok())
+        .and_then(outpost_kit::time::format_hub);
+    let mut body = json!({ "sensor": sensor, "value": value, "timestamp": timestamp });
+    if !unit.is_empty() {
+        body["unit"] = Value::String(unit.to_string());
+    }
+    if let Some(device) = device {
+        body["device"] = Value::String(device.clone());
     }
     body
 }
@@ -109,25 +115,18 @@ mod tests {
 
     #[test]
     fn readings_answer_the_sensor_hubs_shape() {
-        let reading = telemetry::Reading {
-            device: "default".into(),
-            sensor: "temperature".into(),
-            value: 14.0,
-            time: Some(prost_types::Timestamp {
-                seconds: 1_733_054_400,
-                nanos: 0,
-            }),
-            unit: String::new(),
-            kind: "temperature".into(),
+        let time = prost_types::Timestamp {
+            seconds: 1_733_054_460,
+            nanos: 0,
         };
         assert_eq!(
-            reading_json(&reading),
-            json!({"sensor": "temperature", "value": 14.0, "timestamp": "2024-12-01T12:00:00Z", "device": "default"})
+            hub_reading("temperature", 15.0, Some(&time), "", None),
+            json!({"sensor": "temperature", "value": 15.0, "timestamp": "2024-12-01 12:01:00"})
         );
-        let with_unit = telemetry::Reading {
-            unit: "°C".into(),
-            ..reading
-        };
-        assert_eq!(reading_json(&with_unit)["unit"], "°C");
+        let device = "box-1".to_string();
+        assert_eq!(
+            hub_reading("t", 1.5, Some(&time), "°C", Some(&device)),
+            json!({"sensor": "t", "value": 1.5, "timestamp": "2024-12-01 12:01:00", "unit": "°C", "device": "box-1"})
+        );
     }
 }

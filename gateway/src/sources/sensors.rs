@@ -1,7 +1,10 @@
 //! SEN, the event-driven sensor hub: `GET /healthcheck`, `POST /add_rawdata/`,
 //! `GET /get_current_value/{sensor}`, `GET /sensordata/{sensor}`. Its readings name no device:
-//! they are kept under the device `default`. A posted message is read by the same parser as
-//! the hub's `sensor_stream` messages ([`outpost_ingest::parse_sensor_message`]).
+//! they are kept under the device `default` (a message or a `?device=` query may name
+//! another). Posted messages go to ingest as they came (`IngestSensorMessages`), so one parser,
+//! in ingest, reads every message of the hub's format. Readings are answered in the hub's own
+//! shape, `{"sensor", "value", "timestamp"}` with `YYYY-MM-DD HH:MM:SS` UTC times, and nothing
+//! more unless asked (`device` for a `?device=` query).
 
 use axum::Json;
 use axum::Router;
@@ -9,15 +12,17 @@ use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use bytes::Bytes;
 use http::StatusCode;
+use outpost_api::ingest::v1::ingest_service_client::IngestServiceClient;
+use outpost_api::ingest::v1::{self as ingest};
 use outpost_api::telemetry::v1 as pb;
 use outpost_api::telemetry::v1::telemetry_service_client::TelemetryServiceClient;
-use outpost_ingest::reading::{DEFAULT_DEVICE, ParseError, Reading, parse_time, valid_id};
 use outpost_kit::client::{Traced, retry};
-use outpost_kit::time::to_timestamp;
+use outpost_kit::ids::{DEFAULT_DEVICE, ID_RULE, is_valid_id};
+use outpost_kit::time::{parse_utc, to_timestamp};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{health, reading_json};
+use super::{health, hub_reading};
 use crate::Upstreams;
 use crate::error::ApiError;
 
@@ -25,13 +30,14 @@ use crate::error::ApiError;
 const SERVICES: [&str; 2] = ["telemetry", "ingest"];
 /// Readings `/sensordata` answers when no `limit` is given.
 const DEFAULT_LIMIT: i32 = 1000;
-/// The largest `limit` of `/sensordata`, and the largest batch of `/add_rawdata/`.
+/// The largest `limit` of `/sensordata`.
 const MAX_READINGS: usize = 10_000;
 
 #[derive(Clone)]
 struct Sensors {
     upstreams: Upstreams,
     telemetry: TelemetryServiceClient<Traced>,
+    ingest: IngestServiceClient<Traced>,
 }
 
 /// The sensor hub's routes (`/add_rawdata` without the slash too).
@@ -39,6 +45,7 @@ pub fn routes(upstreams: &Upstreams) -> Router {
     let state = Sensors {
         upstreams: upstreams.clone(),
         telemetry: TelemetryServiceClient::new(upstreams.telemetry.clone()),
+        ingest: IngestServiceClient::new(upstreams.ingest.clone()),
     };
     Router::new()
         .route("/healthcheck", get(healthcheck))
@@ -53,96 +60,71 @@ async fn healthcheck(State(state): State<Sensors>) -> Result<Json<Value>, ApiErr
     health(&state.upstreams, &SERVICES).await
 }
 
-/// What `/add_rawdata/` takes: one message (a JSON object) or a batch (a JSON array of them).
-#[derive(Debug)]
-enum Posted {
-    One(Reading),
-    Batch(Vec<Reading>),
-}
-
-impl Posted {
-    fn readings(&self) -> &[Reading] {
-        match self {
-            Posted::One(reading) => std::slice::from_ref(reading),
-            Posted::Batch(readings) => readings,
-        }
-    }
-}
-
-/// Reads a posted body with ingest's rules for sensor messages.
-fn parse_body(body: &[u8]) -> Result<Posted, ApiError> {
-    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'[') {
-        let reading = outpost_ingest::parse_sensor_message(body).map_err(|e| field_error(None, e))?;
-        return Ok(Posted::One(reading));
-    }
-    let items: Vec<Value> =
-        serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
-    if items.is_empty() {
-        return Err(ApiError::bad_request(
-            "the body is an empty array: send at least one reading",
-        ));
-    }
-    if items.len() > MAX_READINGS {
-        return Err(ApiError::bad_request(format!(
-            "{} readings in one request; at most {MAX_READINGS}",
-            items.len()
-        )));
-    }
-    let readings = items
-        .iter()
-        .enumerate()
-        .map(|(i, item)| {
-            let bytes =
-                serde_json::to_vec(item).map_err(|e| ApiError::internal(format!("re-encoding a reading: {e}")))?;
-            outpost_ingest::parse_sensor_message(&bytes).map_err(|e| field_error(Some(i), e))
-        })
-        .collect::<Result<_, _>>()?;
-    Ok(Posted::Batch(readings))
-}
-
-/// A 400 naming the field (`[i].field` in a batch); a body that is no message at all is a
-/// plain 400.
-fn field_error(index: Option<usize>, error: ParseError) -> ApiError {
-    match (index, error.field) {
-        (None, "message") => ApiError::bad_request(format!("invalid body: {}", error.reason)),
-        (Some(i), "message") => ApiError::invalid_field(&format!("[{i}]"), error.reason),
-        (None, field) => ApiError::invalid_field(field, error.reason),
-        (Some(i), field) => ApiError::invalid_field(&format!("[{i}].{field}"), error.reason),
-    }
-}
-
-/// `POST /add_rawdata/`: 201 with the stored reading, or `{"written": n}` for a batch.
+/// `POST /add_rawdata/`: one message (a JSON object) or a JSON array of them, as ingest reads
+/// them. 201 with the stored reading in the hub's shape (`device` too when the message named
+/// one), or `{"written": n}` for an array.
 async fn add_rawdata(State(state): State<Sensors>, body: Bytes) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let posted = parse_body(&body)?;
-    let request = pb::WriteReadingsRequest {
-        readings: posted.readings().iter().map(Reading::to_telemetry).collect(),
-    };
+    let payload = String::from_utf8(body.to_vec()).map_err(|_| ApiError::bad_request("the body is not UTF-8 text"))?;
+    let batch = payload.trim_start().starts_with('[');
+    let request = ingest::IngestSensorMessagesRequest { payload };
     // Idempotent on (device, sensor, time): safe to retry.
     let deadline = state.upstreams.deadline();
-    let written = retry(deadline, || {
-        let mut telemetry = state.telemetry.clone();
+    let answer = retry(deadline, || {
+        let mut ingest = state.ingest.clone();
         let request = deadline.request(request.clone());
-        async move { telemetry.write_readings(request).await }
+        async move { ingest.ingest_sensor_messages(request).await }
     })
     .await?
-    .into_inner()
-    .written;
-    let body = match posted {
-        Posted::One(reading) => reading_json(&reading.to_telemetry()),
-        Posted::Batch(_) => json!({ "written": written }),
+    .into_inner();
+    let body = match (batch, answer.readings.first()) {
+        (false, Some(one)) => {
+            let named = one.device != DEFAULT_DEVICE;
+            hub_reading(
+                &one.sensor,
+                one.value,
+                one.time.as_ref(),
+                &one.unit,
+                named.then_some(&one.device),
+            )
+        }
+        _ => json!({ "written": answer.written }),
     };
     Ok((StatusCode::CREATED, Json(body)))
 }
 
+/// The device of a `?device=` query: the one asked for (400 when it cannot be one), else
+/// `default`.
+fn device_of(asked: Option<&str>) -> Result<&str, ApiError> {
+    match asked {
+        None => Ok(DEFAULT_DEVICE),
+        Some(device) if is_valid_id(device) => Ok(device),
+        Some(_) => Err(ApiError::invalid_field("device", ID_RULE)),
+    }
+}
+
+/// A reading in the hub's shape; `device` when the query asked for one.
+fn answer(reading: &pb::Reading, asked_device: bool) -> Value {
+    hub_reading(
+        &reading.sensor,
+        reading.value,
+        reading.time.as_ref(),
+        &reading.unit,
+        asked_device.then_some(&reading.device),
+    )
+}
+
 /// A sensor id from the path (400 when it cannot be one).
 fn sensor_id(sensor: &str) -> Result<&str, ApiError> {
-    if !valid_id(sensor) {
-        return Err(ApiError::invalid_field(
-            "sensor",
-            "must be 1 to 128 of letters, digits, '-', '_', '.'",
-        ));
+    if !is_valid_id(sensor) {
+        return Err(ApiError::invalid_field("sensor", ID_RULE));
     }
     Ok(sensor)
+}
+
+/// The query of `/get_current_value/{sensor}`.
+#[derive(Debug, Default, Deserialize)]
+struct Which {
+    device: Option<String>,
 }
 
 fn unknown_sensor(sensor: &str) -> ApiError {
@@ -160,11 +142,16 @@ fn or_unknown(sensor: &str) -> impl FnOnce(tonic::Status) -> ApiError + '_ {
     }
 }
 
-/// `GET /get_current_value/{sensor}`: the reading with the newest timestamp.
-async fn current_value(State(state): State<Sensors>, Path(sensor): Path<String>) -> Result<Json<Value>, ApiError> {
+/// `GET /get_current_value/{sensor}?device=`: the reading with the newest timestamp.
+async fn current_value(
+    State(state): State<Sensors>,
+    Path(sensor): Path<String>,
+    Query(which): Query<Which>,
+) -> Result<Json<Value>, ApiError> {
     let sensor = sensor_id(&sensor)?;
+    let device = device_of(which.device.as_deref())?;
     let request = pb::GetCurrentValueRequest {
-        name: format!("devices/{DEFAULT_DEVICE}/sensors/{sensor}/currentValue"),
+        name: format!("devices/{device}/sensors/{sensor}/currentValue"),
     };
     let deadline = state.upstreams.deadline();
     let reading = retry(deadline, || {
@@ -177,7 +164,7 @@ async fn current_value(State(state): State<Sensors>, Path(sensor): Path<String>)
     .into_inner()
     .reading
     .ok_or_else(|| unknown_sensor(sensor))?;
-    Ok(Json(reading_json(&reading)))
+    Ok(Json(answer(&reading, which.device.is_some())))
 }
 
 /// The query of `/sensordata/{sensor}`.
@@ -186,6 +173,7 @@ struct Range {
     limit: Option<String>,
     start: Option<String>,
     end: Option<String>,
+    device: Option<String>,
 }
 
 /// The checked query: at most `limit` readings in `[start, end)`.
@@ -210,8 +198,10 @@ impl Range {
                 })?,
         };
         let time = |field: &str, text: Option<&str>| -> Result<Option<i64>, ApiError> {
-            text.map(|t| parse_time(t).map_err(|e| ApiError::invalid_field(field, e.reason)))
-                .transpose()
+            text.map(|t| {
+                parse_utc(t).ok_or_else(|| ApiError::invalid_field(field, "must be YYYY-MM-DD HH:MM:SS or RFC 3339"))
+            })
+            .transpose()
         };
         let start = time("start", self.start.as_deref())?;
         let end = time("end", self.end.as_deref())?;
@@ -228,15 +218,17 @@ impl Range {
     }
 }
 
-/// `GET /sensordata/{sensor}?limit=&start=&end=`: readings oldest first.
+/// `GET /sensordata/{sensor}?limit=&start=&end=&device=`: readings oldest first.
 async fn sensor_data(
     State(state): State<Sensors>,
     Path(sensor): Path<String>,
-    Query(range): Query<Range>,
+    Query(query): Query<Range>,
 ) -> Result<Json<Value>, ApiError> {
     let sensor = sensor_id(&sensor)?;
-    let range = range.check()?;
-    let parent = format!("devices/{DEFAULT_DEVICE}/sensors/{sensor}");
+    let device = device_of(query.device.as_deref())?;
+    let asked_device = query.device.is_some();
+    let range = query.check()?;
+    let parent = format!("devices/{device}/sensors/{sensor}");
     let exists = pb::GetSensorRequest { name: parent.clone() };
     let deadline = state.upstreams.deadline();
     retry(deadline, || {
@@ -265,7 +257,7 @@ async fn sensor_data(
         })
         .await?
         .into_inner();
-        readings.extend(page.readings.iter().map(reading_json));
+        readings.extend(page.readings.iter().map(|r| answer(r, asked_device)));
         page_token = page.next_page_token;
         if page_token.is_empty() || readings.len() >= range.limit as usize {
             break;
@@ -287,59 +279,12 @@ mod tests {
     }
 
     #[test]
-    fn a_message_or_a_batch_is_read_with_ingests_rules() {
-        let one =
-            parse_body(br#" {"sensor": "temperature", "value": "14", "timestamp": "2024-12-01 12:00:00"}"#).unwrap();
-        let Posted::One(one) = one else {
-            panic!("one message is not a batch: {one:?}")
-        };
-        assert_eq!((one.device.as_str(), one.value), ("default", 14.0));
-        assert_eq!(one.time, 1_733_054_400_000_000);
-
-        let two = parse_body(
-            br#"[{"sensor": "t", "value": 1, "timestamp": "2024-12-01T12:00:00Z", "device": "d1", "unit": "C"},
-                 {"sensor": "t", "value": 2.5, "timestamp": "2024-12-01 13:00:00"}]"#,
-        )
-        .unwrap();
-        let Posted::Batch(two) = two else {
-            panic!("an array is a batch: {two:?}")
-        };
-        assert_eq!(two.len(), 2);
-        assert_eq!((two[0].device.as_str(), two[0].unit.as_deref()), ("d1", Some("C")));
-        assert_eq!(two[1].value, 2.5);
-    }
-
-    #[test]
-    fn bad_input_names_its_field() {
-        let error = parse_body(br#"{"sensor":"t","value":"abc","timestamp":"x"}"#).unwrap_err();
-        assert_eq!(error.status, StatusCode::BAD_REQUEST);
-        assert!(error.message.starts_with("value:"), "{error}");
-        assert_eq!(field(error), "value");
-        assert_eq!(
-            field(parse_body(br#"{"sensor":"t","value":1,"timestamp":"x"}"#).unwrap_err()),
-            "timestamp"
-        );
-        assert_eq!(
-            field(parse_body(br#"{"value":1,"timestamp":"x"}"#).unwrap_err()),
-            "sensor"
-        );
-        let batch =
-            parse_body(br#"[{"sensor":"t","value":1,"timestamp":"2024-12-01 12:00:00"},{"sensor":"t","value":1}]"#)
-                .unwrap_err();
-        assert_eq!(field(batch), "[1].timestamp");
-        assert_eq!(field(parse_body(b"[1]").unwrap_err()), "[0]");
-        for body in [&b"not json"[..], b"42", b"[]", b"[1"] {
-            let error = parse_body(body).unwrap_err();
-            assert_eq!(error.status, StatusCode::BAD_REQUEST, "{error}");
-        }
-    }
-
-    #[test]
     fn sensordata_queries_are_checked() {
         let range = |limit: Option<&str>, start: Option<&str>, end: Option<&str>| Range {
             limit: limit.map(str::to_string),
             start: start.map(str::to_string),
             end: end.map(str::to_string),
+            device: None,
         };
         assert_eq!(
             Range::default().check().unwrap(),
@@ -371,8 +316,11 @@ mod tests {
     }
 
     #[test]
-    fn path_sensor_ids_are_checked() {
+    fn path_sensor_ids_and_devices_are_checked() {
         assert_eq!(sensor_id("temperature").unwrap(), "temperature");
         assert_eq!(field(sensor_id("a b").unwrap_err()), "sensor");
+        assert_eq!(device_of(None).unwrap(), "default");
+        assert_eq!(device_of(Some("box-1")).unwrap(), "box-1");
+        assert_eq!(field(device_of(Some("a/b")).unwrap_err()), "device");
     }
 }

@@ -11,9 +11,10 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::push::{MAX_PUSH_BATCH, PushSummary};
+use crate::reading::Reading;
 use crate::runs::Runs;
 use crate::telemetry::Telemetry;
-use crate::{metrics, model};
+use crate::{messages, metrics, model};
 
 /// The ingest service's handlers.
 pub struct IngestApi {
@@ -167,6 +168,21 @@ impl IngestService for IngestApi {
             batch += 1;
         }
         Ok(Response::new(summary.to_pb()))
+    }
+
+    async fn ingest_sensor_messages(
+        &self,
+        request: Request<pb::IngestSensorMessagesRequest>,
+    ) -> Result<Response<pb::IngestSensorMessagesResponse>, Status> {
+        let posted = messages::parse_payload(&request.into_inner().payload)?;
+        let readings = posted.readings();
+        let batch: Vec<_> = readings.iter().map(Reading::to_telemetry).collect();
+        self.telemetry.write(&batch).await?;
+        metrics::readings(metrics::source::POSTED, readings.len() as u64);
+        Ok(Response::new(pb::IngestSensorMessagesResponse {
+            readings: readings.iter().map(messages::to_pb).collect(),
+            written: messages::distinct(readings),
+        }))
     }
 
     async fn upload_source(

@@ -111,7 +111,7 @@ pub fn classify(value: &Value, index: usize) -> BoxOutcome {
     let Some(id) = raw.id.filter(|id| !id.is_empty()) else {
         return BoxOutcome::Failed(format!("boxes[{index}]"), "_id: required".into());
     };
-    if !reading::valid_id(&id) {
+    if !outpost_kit::ids::is_valid_id(&id) {
         return BoxOutcome::Failed(
             format!("boxes[{index}]"),
             format!("_id: {id:?} is not a valid device id"),

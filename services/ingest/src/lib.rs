@@ -5,6 +5,7 @@
 mod api;
 mod backoff;
 pub mod boxes;
+pub mod messages;
 pub mod metrics;
 pub mod model;
 pub mod opensensemap;

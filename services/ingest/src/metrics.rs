@@ -16,6 +16,8 @@ pub mod source {
     pub const PUSH: &str = "push";
     /// openSenseMap runs.
     pub const OPENSENSEMAP: &str = "opensensemap";
+    /// Sensor-hub messages posted over HTTP (`IngestSensorMessages`).
+    pub const POSTED: &str = "posted";
 }
 
 static MALFORMED: LazyLock<IntCounterVec> = LazyLock::new(|| {

@@ -3,13 +3,12 @@
 
 use std::borrow::Cow;
 
-use chrono::{DateTime, NaiveDateTime};
 use outpost_api::telemetry::v1 as telemetry;
 use outpost_kit::time::to_timestamp;
 use serde_json::value::RawValue;
 
 /// The device of a reading that names none.
-pub const DEFAULT_DEVICE: &str = "default";
+pub use outpost_kit::ids::DEFAULT_DEVICE;
 
 /// Longest unit, in characters.
 const MAX_UNIT_CHARS: usize = 32;
@@ -132,33 +131,18 @@ fn text<'a>(field: &'static str, raw: Option<&'a RawValue>) -> Result<Option<Cow
 
 /// A timestamp as µs UTC: RFC 3339, or a naive `YYYY-MM-DD HH:MM:SS[.fff]` taken as UTC.
 pub fn parse_time(text: &str) -> Result<i64, ParseError> {
-    let text = text.trim();
-    if let Ok(time) = DateTime::parse_from_rfc3339(text) {
-        return Ok(time.timestamp_micros());
-    }
-    for format in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"] {
-        if let Ok(time) = NaiveDateTime::parse_from_str(text, format) {
-            return Ok(time.and_utc().timestamp_micros());
-        }
-    }
-    Err(error(
-        "timestamp",
-        format!("{text:?} is not YYYY-MM-DD HH:MM:SS or RFC 3339"),
-    ))
-}
-
-/// Whether `id` is a valid device or sensor id: 1 to 128 of letters, digits, `-`, `_`, `.`.
-pub fn valid_id(id: &str) -> bool {
-    (1..=128).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    outpost_kit::time::parse_utc(text).ok_or_else(|| {
+        error(
+            "timestamp",
+            format!("{:?} is not YYYY-MM-DD HH:MM:SS or RFC 3339", text.trim()),
+        )
+    })
 }
 
 /// Checks the parts of a reading (ids, a finite value, a short unit, a time in years 1 to 9999)
 /// and assembles it.
 pub fn check(device: &str, sensor: &str, value: f64, unit: Option<&str>, time: i64) -> Result<Reading, ParseError> {
-    const ID_RULE: &str = "must be 1 to 128 of letters, digits, '-', '_', '.'";
+    use outpost_kit::ids::{ID_RULE, is_valid_id as valid_id};
     if !valid_id(device) {
         return Err(error("device", format!("{device:?} {ID_RULE}")));
     }

@@ -209,7 +209,7 @@ impl TelemetryService for TelemetryApi {
                 }
             }
         }
-        let written = self.readings.write_readings(&readings).await?;
+        let written = self.readings.write_readings(readings).await?;
         Ok(Response::new(pb::WriteReadingsResponse {
             written: written as i64,
         }))

@@ -95,7 +95,7 @@ pub async fn serve_on(
         telemetry.aggregate_window_seconds as i64 * 1_000_000,
     );
     let snapshots = snapshot::Snapshots::new(storage.db.clone(), media, config.rpc_timeout());
-    let service = api::TelemetryApi::new(readings, devices, aggregates, snapshots);
+    let service = api::TelemetryApi::new(readings.clone(), devices, aggregates, snapshots);
     let grpc = TelemetryServiceServer::new(service)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -105,12 +105,15 @@ pub async fn serve_on(
     dependencies
         .push(outpost_kit::client::peer_dependency("media", media_channel, outpost_api::names::MEDIA).optional());
     let db = storage.db.clone();
-    GrpcServer::new(outpost_api::names::TELEMETRY)
+    let result = GrpcServer::new(outpost_api::names::TELEMETRY)
         .add_service(grpc)
         .dependencies(dependencies)
         .starting_until(move || db.state())
         .serve(listener, shutdown)
-        .await
+        .await;
+    // Calls have drained: whatever is still queued is committed before the process ends.
+    readings.close().await;
+    result
 }
 
 #[cfg(test)]

@@ -1,22 +1,10 @@
 //! Resource names (`devices/{device}`, `devices/{device}/sensors/{sensor}`) and the ids in them.
 
 use outpost_kit::error::{Error, Result};
-
-/// The longest device or sensor id.
-pub const MAX_ID_LEN: usize = 128;
+pub use outpost_kit::ids::{ID_RULE, MAX_ID_LEN, is_valid_id};
 
 /// `devices/-`: every device, where a parent allows it.
 pub const ALL_DEVICES: &str = "-";
-
-/// Whether `id` is 1 to 128 of letters, digits, `.`, `_`, `-`, and not `-` (every device),
-/// `.` or `..` (path segments in URLs).
-pub fn is_valid_id(id: &str) -> bool {
-    (1..=MAX_ID_LEN).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-        && !matches!(id, "-" | "." | "..")
-}
 
 /// Checks an optional id (a filter): empty is fine, anything else must be a valid id.
 pub fn check_optional_id(field: &str, id: &str) -> Result<()> {
@@ -29,10 +17,7 @@ pub fn check_id(field: &str, id: &str) -> Result<()> {
         return Err(Error::invalid(field, "is required"));
     }
     if !is_valid_id(id) {
-        return Err(Error::invalid(
-            field,
-            "must be 1 to 128 of letters, digits, '.', '_', '-' (not '-', '.', '..')",
-        ));
+        return Err(Error::invalid(field, ID_RULE));
     }
     Ok(())
 }
@@ -83,19 +68,6 @@ pub fn parse_current_value<'a>(field: &str, name: &'a str) -> Result<(&'a str, &
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ids_are_bounded_and_plain() {
-        assert!(is_valid_id("56957f3ab3de1fe0052532da"));
-        assert!(is_valid_id("a.b_c-D9"));
-        assert!(is_valid_id(&"x".repeat(128)));
-        assert!(!is_valid_id(&"x".repeat(129)));
-        assert!(!is_valid_id(""));
-        assert!(!is_valid_id("a/b"));
-        assert!(!is_valid_id("temp erature"));
-        assert!(!is_valid_id("température"));
-        assert!(!is_valid_id("-") && !is_valid_id("..") && is_valid_id("-a"));
-    }
 
     #[test]
     fn names_parse_and_name_the_field() {

@@ -1,11 +1,13 @@
-//! Writing readings: validate a batch, plan it (distinct devices and sensors, duplicates
-//! removed with the last one winning), and write it in one transaction that also keeps the
-//! current-value view and the devices' `last_seen_at`.
+//! Writing readings: validate a write, then group-commit it: concurrent writes join one batch,
+//! planned (distinct devices and sensors, duplicates removed with the last one winning) and
+//! written in one transaction that also keeps the current-value view; each write is answered
+//! once that transaction committed.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use outpost_kit::error::{Error, Result};
+use outpost_kit::group_commit::{GroupCommit, Options};
 use outpost_kit::storage::Db;
 use outpost_kit::time::now_micros;
 
@@ -75,8 +77,8 @@ pub fn validate(readings: &[Reading]) -> Result<()> {
 /// A validated batch, ready for its transaction.
 #[derive(Debug, Default)]
 struct Plan {
-    /// Distinct devices by id, with their newest reading time.
-    devices: Vec<(String, i64)>,
+    /// Distinct devices by id.
+    devices: Vec<String>,
     /// Distinct sensors by (device, sensor), with the last kind and unit given.
     sensors: Vec<SensorWant>,
     /// `(index into sensors, time, value)` in input order.
@@ -85,11 +87,10 @@ struct Plan {
 
 impl Plan {
     fn new(readings: &[Reading]) -> Plan {
-        let mut devices: BTreeMap<&str, i64> = BTreeMap::new();
+        let mut devices: std::collections::BTreeSet<&str> = std::collections::BTreeSet::new();
         let mut sensors: BTreeMap<(&str, &str), (&str, &str)> = BTreeMap::new();
         for r in readings {
-            let seen = devices.entry(&r.device).or_insert(r.time);
-            *seen = (*seen).max(r.time);
+            devices.insert(&r.device);
             let given = sensors.entry((&r.device, &r.sensor)).or_default();
             if !r.kind.is_empty() {
                 given.0 = &r.kind;
@@ -100,7 +101,7 @@ impl Plan {
         }
         let index: BTreeMap<(&str, &str), usize> = sensors.keys().enumerate().map(|(i, k)| (*k, i)).collect();
         Plan {
-            devices: devices.into_iter().map(|(id, seen)| (id.to_string(), seen)).collect(),
+            devices: devices.into_iter().map(str::to_string).collect(),
             sensors: sensors
                 .into_iter()
                 .map(|((device, sensor), (kind, unit))| SensorWant {
@@ -141,11 +142,14 @@ fn newest_per_key(rows: &[(i64, i64, f64)]) -> Vec<(i64, i64, f64)> {
 /// Sensor entries a committed batch resolved: `(device, device created_at, sensor, entry)`.
 type Resolved = Vec<(String, i64, String, SensorEntry)>;
 
+/// Writes waiting at most in the group-commit queue; more wait for room (backpressure).
+const QUEUED_WRITES: usize = 4096;
+
 /// Readings of devices' sensors: the write path (and the key cache it shares with devices).
 #[derive(Clone)]
 pub struct Readings {
     db: Db,
-    keys: Arc<SensorKeys>,
+    writer: GroupCommit<Vec<Reading>, u64>,
 }
 
 impl Readings {
@@ -154,9 +158,22 @@ impl Readings {
         Self::with_keys(db, Arc::default())
     }
 
-    /// Readings over `db` sharing `keys` (with device deletion).
+    /// Readings over `db` sharing `keys` (with device deletion). Starts the group-commit writer:
+    /// concurrent writes commit together, one transaction at a time, so writes never wait on
+    /// each other's row locks and a batch grows while the previous one commits.
     pub fn with_keys(db: Db, keys: Arc<SensorKeys>) -> Self {
-        Self { db, keys }
+        let options = Options {
+            name: "telemetry_readings",
+            max_weight: MAX_BATCH,
+            linger: std::time::Duration::ZERO,
+            concurrency: 1,
+            queue: QUEUED_WRITES,
+        };
+        let committer = Committer { db: db.clone(), keys };
+        Self {
+            db,
+            writer: GroupCommit::new(committer, Vec::len, options),
+        }
     }
 
     /// The database.
@@ -164,14 +181,75 @@ impl Readings {
         &self.db
     }
 
-    /// Writes a batch (at most [`MAX_BATCH`]) in one transaction, creating devices and sensors as
-    /// needed; idempotent on (device, sensor, time). A bad reading fails the whole batch and
-    /// nothing is written. Returns the readings committed (duplicates in the batch count once).
-    pub async fn write_readings(&self, readings: &[Reading]) -> Result<u64> {
-        validate(readings)?;
+    /// Writes a batch (at most [`MAX_BATCH`]), creating devices and sensors as needed;
+    /// idempotent on (device, sensor, time). A bad reading fails the whole write and nothing
+    /// is written. Answered once the transaction holding it committed (other concurrent
+    /// writes may share it). Returns the readings committed (duplicates in the write count once).
+    pub async fn write_readings(&self, readings: Vec<Reading>) -> Result<u64> {
+        validate(&readings)?;
         if readings.is_empty() {
             return Ok(0);
         }
+        self.writer.submit(readings).await
+    }
+
+    /// Commits what is queued and stops taking writes (at shutdown).
+    pub async fn close(&self) {
+        self.writer.close().await
+    }
+}
+
+/// How many distinct (device, sensor, time) a write holds.
+fn distinct(readings: &[Reading]) -> u64 {
+    let keys: std::collections::HashSet<(&str, &str, i64)> = readings
+        .iter()
+        .map(|r| (r.device.as_str(), r.sensor.as_str(), r.time))
+        .collect();
+    keys.len() as u64
+}
+
+/// Commits batches of writes for the group-commit writer.
+struct Committer {
+    db: Db,
+    keys: Arc<SensorKeys>,
+}
+
+#[async_trait::async_trait]
+impl outpost_kit::group_commit::Committer<Vec<Reading>, u64> for Committer {
+    async fn commit(&self, batch: Vec<Vec<Reading>>) -> Vec<Result<u64>> {
+        let counts: Vec<u64> = batch.iter().map(|w| distinct(w)).collect();
+        let result = match batch.as_slice() {
+            [one] => self.write(one).await,
+            // Later writes come later, so a repeated reading's last value wins, as over two calls.
+            many => self.write(&many.concat()).await,
+        };
+        let err = match result {
+            Ok(()) => return counts.into_iter().map(Ok).collect(),
+            Err(err) => Error::from(err),
+        };
+        match err {
+            // The database is down: every write of the batch says so.
+            Error::Unavailable(message) => counts
+                .iter()
+                .map(|_| Err(Error::Unavailable(message.clone())))
+                .collect(),
+            // One write the database refuses must not fail the others: each alone, then.
+            err if batch.len() > 1 => {
+                tracing::warn!(error = %err, writes = batch.len(), "a batch of readings failed; writing each write alone");
+                let mut results = Vec::with_capacity(batch.len());
+                for (write, count) in batch.iter().zip(counts) {
+                    results.push(self.write(write).await.map(|()| count).map_err(Error::from));
+                }
+                results
+            }
+            err => vec![Err(err)],
+        }
+    }
+}
+
+impl Committer {
+    /// Writes readings in one transaction, retried when PostgreSQL aborted it for a race.
+    async fn write(&self, readings: &[Reading]) -> sqlx::Result<()> {
         let plan = Plan::new(readings);
         let mut attempt = 1;
         loop {
@@ -189,19 +267,20 @@ impl Readings {
                 Ok((written, resolved)) => {
                     self.keys.insert_all(resolved);
                     crate::metrics::record_batch(written);
-                    return Ok(written as u64);
+                    return Ok(());
                 }
                 Err(err) if attempt < ATTEMPTS && lost_a_race(&err) => {
                     tracing::debug!(attempt, error = %err, "retrying a batch of readings");
                     attempt += 1;
                 }
-                Err(err) => return Err(err.into()),
+                Err(err) => return Err(err),
             }
         }
     }
 
     async fn run<T: BatchTx>(&self, mut tx: T, plan: &Plan) -> sqlx::Result<(usize, Resolved)> {
-        let created = tx.upsert_devices(&plan.devices, now_micros()).await?;
+        let ids: Vec<&str> = plan.devices.iter().map(String::as_str).collect();
+        let created = tx.devices(&ids, now_micros()).await?;
         let created_at = |device: &str| created.get(device).copied().unwrap_or_default();
         let mut keys = vec![0i64; plan.sensors.len()];
         let mut todo = Vec::new();
@@ -312,7 +391,7 @@ mod tests {
         batch[0].unit = "°C".into();
         batch[2].kind = "temperature".into();
         let plan = Plan::new(&batch);
-        assert_eq!(plan.devices, vec![("a".to_string(), 9), ("b".to_string(), 7)]);
+        assert_eq!(plan.devices, vec!["a".to_string(), "b".to_string()]);
         assert_eq!(plan.sensors.len(), 2);
         assert_eq!(
             (plan.sensors[1].kind.as_str(), plan.sensors[1].unit.as_str()),

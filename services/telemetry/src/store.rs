@@ -21,7 +21,18 @@ pub struct DeviceRow {
     /// JSON object of the labels.
     pub labels: String,
     pub created_at: i64,
+    /// The time of its newest reading (derived from the current values, never written by a
+    /// write of readings).
     pub last_seen_at: Option<i64>,
+}
+
+/// The columns of a device, `last_seen_at` derived from its sensors' current values.
+macro_rules! device_columns {
+    () => {
+        "id, display_name, source, latitude, longitude, labels, created_at, \
+         (SELECT MAX(c.ts) FROM sensors s JOIN current_values c ON c.sensor_key = s.sensor_key \
+          WHERE s.device = devices.id) AS last_seen_at"
+    };
 }
 
 /// A sensor's row.
@@ -116,8 +127,8 @@ fn collect<T>(rows: &[AnyRow], f: fn(&AnyRow) -> sqlx::Result<T>) -> Result<Vec<
 /// Inserts a device; false when one with its id exists.
 pub async fn insert_device(db: &Db, row: &DeviceRow) -> Result<bool> {
     let done = sqlx::query(
-        "INSERT INTO devices (id, display_name, source, latitude, longitude, labels, created_at, last_seen_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
+        "INSERT INTO devices (id, display_name, source, latitude, longitude, labels, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
     )
     .bind(&row.id)
     .bind(&row.display_name)
@@ -126,7 +137,6 @@ pub async fn insert_device(db: &Db, row: &DeviceRow) -> Result<bool> {
     .bind(row.longitude)
     .bind(&row.labels)
     .bind(row.created_at)
-    .bind(row.last_seen_at)
     .execute(db.pool())
     .await?;
     Ok(done.rows_affected() > 0)
@@ -134,22 +144,20 @@ pub async fn insert_device(db: &Db, row: &DeviceRow) -> Result<bool> {
 
 /// One device.
 pub async fn get_device(db: &Db, id: &str) -> Result<Option<DeviceRow>> {
-    let row = sqlx::query(
-        "SELECT id, display_name, source, latitude, longitude, labels, created_at, last_seen_at \
-         FROM devices WHERE id = $1",
-    )
-    .bind(id)
-    .fetch_optional(db.pool())
-    .await?;
+    let row = sqlx::query(concat!("SELECT ", device_columns!(), " FROM devices WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(db.pool())
+        .await?;
     Ok(row.as_ref().map(device_row).transpose()?)
 }
 
 /// Devices by id after `after`, optionally of one source.
 pub async fn list_devices(db: &Db, source: &str, after: &str, limit: i64) -> Result<Vec<DeviceRow>> {
-    let rows = sqlx::query(
-        "SELECT id, display_name, source, latitude, longitude, labels, created_at, last_seen_at FROM devices \
-         WHERE ($1 = '' OR source = $1) AND id > $2 ORDER BY id LIMIT $3",
-    )
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        device_columns!(),
+        " FROM devices WHERE ($1 = '' OR source = $1) AND id > $2 ORDER BY id LIMIT $3"
+    ))
     .bind(source)
     .bind(after)
     .bind(limit)
@@ -159,7 +167,10 @@ pub async fn list_devices(db: &Db, source: &str, after: &str, limit: i64) -> Res
 }
 
 /// Deletes a device with its sensors, readings and current values in one transaction; false
-/// when there was none. The device row goes first, so a concurrent batch for it finishes before.
+/// when there was none. Writes of readings never lock the device row, so a batch racing this
+/// delete may still commit readings under the deleted sensors' keys: they are unreachable
+/// (every read joins `sensors`, and keys are never handed out again), and a later write for
+/// the device creates it and its sensors anew.
 pub async fn delete_device(db: &Db, id: &str) -> Result<bool> {
     let mut tx = db.pool().begin().await?;
     let done = sqlx::query("DELETE FROM devices WHERE id = $1")

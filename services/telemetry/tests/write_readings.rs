@@ -230,14 +230,14 @@ async fn the_domain_writes_a_full_batch_without_a_network() {
             })
             .collect();
         assert_eq!(
-            readings.write_readings(&batch).await.unwrap(),
+            readings.write_readings(batch.clone()).await.unwrap(),
             10_000,
             "{}",
             backend.label
         );
         // Again: idempotent, and the cached sensor keys are used.
         assert_eq!(
-            readings.write_readings(&batch).await.unwrap(),
+            readings.write_readings(batch.clone()).await.unwrap(),
             10_000,
             "{}",
             backend.label
@@ -255,7 +255,7 @@ async fn the_domain_writes_a_full_batch_without_a_network() {
         assert!(page.next_page_token.is_empty(), "{}", backend.label);
 
         let too_many = vec![batch[0].clone(); 10_001];
-        let err = readings.write_readings(&too_many).await.unwrap_err();
+        let err = readings.write_readings(too_many).await.unwrap_err();
         assert!(err.to_string().starts_with("readings:"), "{err}");
     }
 }

@@ -1,7 +1,9 @@
-//! SQL of a batch of readings: one transaction that upserts the devices (their `last_seen_at`),
-//! resolves the sensors the key cache does not know, upserts the readings and the current values.
-//! PostgreSQL gets arrays through `UNNEST` on the native pool; SQLite gets multi-row `VALUES`.
-//! Rows are written in (key, time) order, so concurrent batches lock rows in the same order.
+//! SQL of a batch of readings: one transaction that creates missing devices (existing device
+//! rows are only read, never locked or updated, so writes to one device never queue behind each
+//! other), resolves the sensors the key cache does not know, and upserts the readings and the
+//! current values. PostgreSQL gets arrays through `UNNEST` on the native pool (and `COPY` for
+//! large batches); SQLite gets multi-row `VALUES`. Rows are written in (key, time) order, so
+//! concurrent batches lock rows in the same order.
 
 use std::collections::HashMap;
 
@@ -20,9 +22,8 @@ pub struct SensorWant {
 
 /// The statements of a batch, per backend.
 pub trait BatchTx {
-    /// Inserts missing devices (created at `stamp`), moves `last_seen_at` forward, and returns
-    /// every device's creation time (its rows stay locked until commit).
-    async fn upsert_devices(&mut self, devices: &[(String, i64)], stamp: i64) -> sqlx::Result<HashMap<String, i64>>;
+    /// Inserts missing devices (created at `stamp`) and returns every device's creation time.
+    async fn devices(&mut self, devices: &[&str], stamp: i64) -> sqlx::Result<HashMap<String, i64>>;
     /// Creates or updates sensors; returns their entries in the same order.
     async fn resolve_sensors(&mut self, sensors: &[&SensorWant]) -> sqlx::Result<Vec<SensorEntry>>;
     /// Upserts readings `(key, ts, value)`, unique and sorted.
@@ -55,10 +56,8 @@ fn values_sql(head: &str, rows: usize, columns: usize, tail: &str) -> String {
     sql
 }
 
-const DEVICES_HEAD: &str = "INSERT INTO devices (id, created_at, last_seen_at) VALUES";
-const DEVICES_TAIL: &str = "ON CONFLICT (id) DO UPDATE SET \
-     last_seen_at = MAX(COALESCE(devices.last_seen_at, excluded.last_seen_at), excluded.last_seen_at) \
-     RETURNING id, created_at";
+const DEVICES_HEAD: &str = "INSERT INTO devices (id, created_at) VALUES";
+const DEVICES_TAIL: &str = "ON CONFLICT (id) DO NOTHING";
 const SENSOR_SQLITE: &str = "INSERT INTO sensors (device, sensor, kind, unit) VALUES ($1, $2, $3, $4) \
      ON CONFLICT (device, sensor) DO UPDATE SET \
      kind = CASE WHEN $5 = '' THEN sensors.kind ELSE excluded.kind END, \
@@ -92,14 +91,24 @@ impl SqliteBatch {
 }
 
 impl BatchTx for SqliteBatch {
-    async fn upsert_devices(&mut self, devices: &[(String, i64)], stamp: i64) -> sqlx::Result<HashMap<String, i64>> {
+    async fn devices(&mut self, devices: &[&str], stamp: i64) -> sqlx::Result<HashMap<String, i64>> {
         let mut created = HashMap::with_capacity(devices.len());
         for chunk in devices.chunks(SQLITE_CHUNK) {
-            let mut query = sqlx::query(AssertSqlSafe(values_sql(DEVICES_HEAD, chunk.len(), 3, DEVICES_TAIL)));
-            for (id, seen) in chunk {
-                query = query.bind(id.as_str()).bind(stamp).bind(*seen);
+            let mut insert = sqlx::query(AssertSqlSafe(values_sql(DEVICES_HEAD, chunk.len(), 2, DEVICES_TAIL)));
+            for id in chunk {
+                insert = insert.bind(*id).bind(stamp);
             }
-            for row in query.fetch_all(&mut *self.0).await? {
+            insert.execute(&mut *self.0).await?;
+            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT id, created_at FROM devices WHERE id IN ({})",
+                placeholders.join(", ")
+            );
+            let mut select = sqlx::query(AssertSqlSafe(sql));
+            for id in chunk {
+                select = select.bind(*id);
+            }
+            for row in select.fetch_all(&mut *self.0).await? {
                 created.insert(row.try_get("id")?, row.try_get("created_at")?);
             }
         }
@@ -170,6 +179,25 @@ async fn copy_readings(tx: &mut Transaction<'static, Postgres>, rows: &[(i64, i6
     copy.finish().await.map(|_| ())
 }
 
+/// Batches of at least this many readings go in by COPY.
+const COPY_FROM: usize = 1000;
+
+/// Upserts `(key, ts, value)` rows into `readings` in one statement.
+async fn upsert_readings(tx: &mut Transaction<'static, Postgres>, rows: &[(i64, i64, f64)]) -> sqlx::Result<()> {
+    let (keys, times, values) = columns(rows);
+    sqlx::query(
+        "INSERT INTO readings (sensor_key, ts, value) \
+         SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::float8[]) \
+         ON CONFLICT (sensor_key, ts) DO UPDATE SET value = excluded.value",
+    )
+    .bind(&keys)
+    .bind(&times)
+    .bind(&values)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 /// Splits `(key, ts, value)` rows into three arrays.
 fn columns(rows: &[(i64, i64, f64)]) -> (Vec<i64>, Vec<i64>, Vec<f64>) {
     let mut keys = Vec::with_capacity(rows.len());
@@ -184,18 +212,18 @@ fn columns(rows: &[(i64, i64, f64)]) -> (Vec<i64>, Vec<i64>, Vec<f64>) {
 }
 
 impl BatchTx for PgBatch {
-    async fn upsert_devices(&mut self, devices: &[(String, i64)], stamp: i64) -> sqlx::Result<HashMap<String, i64>> {
-        let ids: Vec<&str> = devices.iter().map(|(id, _)| id.as_str()).collect();
-        let seen: Vec<i64> = devices.iter().map(|(_, seen)| *seen).collect();
+    async fn devices(&mut self, devices: &[&str], stamp: i64) -> sqlx::Result<HashMap<String, i64>> {
+        // `DO NOTHING` takes no lock on an existing row; the statement's snapshot does not see
+        // its own inserts, so those come from RETURNING.
         let rows = sqlx::query(
-            "INSERT INTO devices (id, created_at, last_seen_at) \
-             SELECT id, $2, seen FROM UNNEST($1::text[], $3::bigint[]) AS t(id, seen) \
-             ON CONFLICT (id) DO UPDATE SET last_seen_at = GREATEST(devices.last_seen_at, excluded.last_seen_at) \
-             RETURNING id, created_at",
+            "WITH new AS ( \
+               INSERT INTO devices (id, created_at) SELECT id, $2 FROM UNNEST($1::text[]) AS t(id) \
+               ON CONFLICT (id) DO NOTHING RETURNING id, created_at) \
+             SELECT id, created_at FROM new \
+             UNION ALL SELECT id, created_at FROM devices WHERE id = ANY($1::text[])",
         )
-        .bind(&ids)
+        .bind(devices)
         .bind(stamp)
-        .bind(&seen)
         .fetch_all(&mut *self.0)
         .await?;
         rows.iter()
@@ -254,9 +282,13 @@ impl BatchTx for PgBatch {
             .collect()
     }
 
-    /// New readings go in by COPY, the fast path; a batch that repeats a stored reading rolls
-    /// back to a savepoint and upserts instead, so the outcome is the same either way.
+    /// Large batches of new readings go in by COPY, the fast path; a batch that repeats a
+    /// stored reading rolls back to a savepoint and upserts instead, so the outcome is the same
+    /// either way. Small batches upsert at once: one statement instead of three.
     async fn upsert_readings(&mut self, rows: &[(i64, i64, f64)]) -> sqlx::Result<()> {
+        if rows.len() < COPY_FROM {
+            return upsert_readings(&mut self.0, rows).await;
+        }
         sqlx::query("SAVEPOINT readings_copy").execute(&mut *self.0).await?;
         match copy_readings(&mut self.0, rows).await {
             Ok(()) => {
@@ -272,18 +304,7 @@ impl BatchTx for PgBatch {
             }
             Err(err) => return Err(err),
         }
-        let (keys, times, values) = columns(rows);
-        sqlx::query(
-            "INSERT INTO readings (sensor_key, ts, value) \
-             SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::float8[]) \
-             ON CONFLICT (sensor_key, ts) DO UPDATE SET value = excluded.value",
-        )
-        .bind(&keys)
-        .bind(&times)
-        .bind(&values)
-        .execute(&mut *self.0)
-        .await?;
-        Ok(())
+        upsert_readings(&mut self.0, rows).await
     }
 
     async fn upsert_current(&mut self, rows: &[(i64, i64, f64)]) -> sqlx::Result<()> {
