@@ -1,5 +1,6 @@
 //! A client in another language: Python code generated from `proto/` with grpcio-tools calls a
-//! health check and RPCs of the running mesh.
+//! health check and RPCs of the running mesh, whose `OUTPOST_API_TOKEN` is set: reads are open,
+//! a write without the token is UNAUTHENTICATED, with it the write is done.
 
 mod common;
 
@@ -20,11 +21,23 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from outpost.telemetry.v1 import telemetry_pb2, telemetry_pb2_grpc
 
 channel = grpc.insecure_channel(sys.argv[1])
+token = [("authorization", "Bearer " + sys.argv[2])]
 health = health_pb2_grpc.HealthStub(channel).Check(
     health_pb2.HealthCheckRequest(service="outpost.telemetry.v1.TelemetryService"), timeout=5)
 stub = telemetry_pb2_grpc.TelemetryServiceStub(channel)
-created = stub.CreateDevice(telemetry_pb2.CreateDeviceRequest(
-    device_id="py-box", device=telemetry_pb2.Device(display_name="from python", source="python")), timeout=5)
+request = telemetry_pb2.CreateDeviceRequest(
+    device_id="py-box", device=telemetry_pb2.Device(display_name="from python", source="python"))
+try:
+    stub.CreateDevice(request, timeout=5)
+    without_token = "OK"
+except grpc.RpcError as err:
+    without_token = err.code().name
+try:
+    stub.CreateDevice(request, timeout=5, metadata=[("authorization", "Bearer wrong")])
+    wrong_token = "OK"
+except grpc.RpcError as err:
+    wrong_token = err.code().name
+created = stub.CreateDevice(request, timeout=5, metadata=token)
 listed = stub.ListDevices(telemetry_pb2.ListDevicesRequest(page_size=10), timeout=5)
 try:
     stub.GetDevice(telemetry_pb2.GetDeviceRequest(name="devices/absent"), timeout=5)
@@ -36,8 +49,12 @@ print(json.dumps({
     "created": created.device.name,
     "listed": [d.name for d in listed.devices],
     "missing": missing,
+    "without_token": without_token,
+    "wrong_token": wrong_token,
 }))
 "#;
+
+const TOKEN: &str = "python-s3cret";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_generated_python_client_calls_the_mesh() {
@@ -71,7 +88,7 @@ async fn a_generated_python_client_calls_the_mesh() {
     );
 
     let backend = outpost_kit::testing::backends().into_iter().next().unwrap();
-    let mesh = common::start(&backend).await;
+    let mesh = common::start_with(&backend, |cli| cli.config.api_token = Some(TOKEN.into())).await;
     let target = mesh.config.telemetry_addr.to_string();
     let script = out.path().join("client.py");
     std::fs::write(&script, SCRIPT).unwrap();
@@ -79,6 +96,7 @@ async fn a_generated_python_client_calls_the_mesh() {
         Command::new("python3")
             .arg(script)
             .arg(target)
+            .arg(TOKEN)
             .env("PYTHONPATH", out.path())
             .output()
             .unwrap()
@@ -92,6 +110,8 @@ async fn a_generated_python_client_calls_the_mesh() {
     );
     let answer: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
     assert_eq!(answer["health"], "SERVING");
+    assert_eq!(answer["without_token"], "UNAUTHENTICATED", "{answer}");
+    assert_eq!(answer["wrong_token"], "UNAUTHENTICATED", "{answer}");
     assert_eq!(answer["created"], "devices/py-box");
     assert!(
         answer["listed"]

@@ -152,6 +152,7 @@ async fn sensor_hub_routes() {
         assert_eq!(status, 404, "{label}: nothing of a bad request is written: {body}");
         let response = http
             .post(format!("{base}/add_rawdata/"))
+            .header("content-type", "application/json")
             .body("{\"sensor\": ")
             .send()
             .await

@@ -33,6 +33,7 @@ use outpost_kit::config::Config;
 use prost_reflect::DescriptorPool;
 
 mod codec;
+pub mod content;
 pub mod error;
 mod middleware;
 pub mod openapi;
@@ -65,8 +66,10 @@ impl Upstreams {
     /// deadline and the current trace context.
     pub fn connect(config: &Config) -> anyhow::Result<Self> {
         let timeout = config.rpc_timeout();
+        let token = config.token();
         let channel = |endpoint: String, setting: &str| {
-            outpost_kit::client::traced(&endpoint, timeout).with_context(|| format!("gateway upstream {setting}"))
+            outpost_kit::client::traced(&endpoint, timeout, &token)
+                .with_context(|| format!("gateway upstream {setting}"))
         };
         Ok(Self {
             ingest: channel(config.ingest_endpoint(), "OUTPOST_INGEST_URL")?,
@@ -133,10 +136,12 @@ pub fn layer(config: &Config, router: Router) -> Router {
             limit,
             middleware::limit_and_json_errors,
         ))
+        .layer(axum::middleware::from_fn(middleware::json_bodies))
         .layer(axum::middleware::from_fn_with_state(
-            middleware::Token::new(config.api_token.as_deref()),
+            config.token(),
             middleware::require_token,
         ))
+        .layer(axum::middleware::from_fn(middleware::cross_origin))
         .layer(axum::middleware::from_fn(middleware::observe))
 }
 

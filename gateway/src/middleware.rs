@@ -1,7 +1,6 @@
 //! The layers around every route: a span and metrics per request, the bearer token on writes,
 //! the body limit, and JSON bodies for every error answered without one.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -10,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use http::header::{ALLOW, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{Method, StatusCode};
 use http_body_util::BodyExt;
-use sha2::{Digest, Sha256};
+use outpost_kit::auth::Token;
 use tracing::Instrument;
 
 use crate::error::{ApiError, ErrorMessage};
@@ -55,48 +54,16 @@ pub async fn observe(request: Request, next: Next) -> Response {
     response
 }
 
-/// The SHA-256 of the configured token, if one is.
-#[derive(Clone)]
-pub struct Token(Option<Arc<[u8; 32]>>);
-
-impl Token {
-    /// From the configured token (`None` or blank: no token required).
-    pub fn new(token: Option<&str>) -> Self {
-        Self(token.filter(|t| !t.trim().is_empty()).map(|t| Arc::new(digest(t))))
-    }
-}
-
-fn digest(text: &str) -> [u8; 32] {
-    Sha256::digest(text.as_bytes()).into()
-}
-
 /// Reads stay open; any other method needs `Authorization: Bearer <token>` when a token is set.
 pub async fn require_token(State(token): State<Token>, request: Request, next: Next) -> Response {
-    let Some(expected) = &token.0 else {
-        return next.run(request).await;
-    };
     if matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
         return next.run(request).await;
     }
-    let given = request
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim());
-    match given {
-        None => ApiError::unauthenticated("this route needs Authorization: Bearer <token>").into_response(),
-        // Comparing digests takes the same time whatever the given token is.
-        Some(given) if !constant_time_eq(&digest(given), expected) => {
-            ApiError::unauthenticated("invalid bearer token").into_response()
-        }
-        Some(_) => next.run(request).await,
+    let given = request.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok());
+    match token.admits(given) {
+        Ok(()) => next.run(request).await,
+        Err(why) => ApiError::unauthenticated(why).into_response(),
     }
-}
-
-fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Refuses bodies announced larger than `limit` (413), and answers every error that has no JSON
@@ -168,18 +135,70 @@ pub fn code_for_status(status: StatusCode) -> &'static str {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// Routes whose body is a form upload (`multipart/form-data`), not JSON.
+const FORM_ROUTES: [&str; 1] = ["/image_upload"];
 
-    #[test]
-    fn token_digest_comparison() {
-        let token = Token::new(Some("s3cret"));
-        let expected = token.0.unwrap();
-        assert!(constant_time_eq(&digest("s3cret"), &expected));
-        assert!(!constant_time_eq(&digest("s3cres"), &expected));
-        assert!(!constant_time_eq(&digest(""), &expected));
-        assert!(Token::new(Some("  ")).0.is_none());
-        assert!(Token::new(None).0.is_none());
+/// Refuses cross-site browser writes, as Go's `http.CrossOriginProtection` does: a write whose
+/// `Sec-Fetch-Site` is neither `same-origin` nor `none`, or (from browsers that send no
+/// `Sec-Fetch-Site`) whose `Origin` is not this host, is 403. Requests without either header
+/// come from non-browser clients (curl, scripts) and pass.
+pub async fn cross_origin(request: Request, next: Next) -> Response {
+    if matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return next.run(request).await;
     }
+    if cross_site(request.headers()) {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "PERMISSION_DENIED",
+            "cross-site write refused: this route only takes writes from the gateway's own pages and non-browser clients",
+        )
+        .into_response();
+    }
+    next.run(request).await
+}
+
+/// Whether a write's headers say a page of another site made the browser send it.
+fn cross_site(headers: &http::HeaderMap) -> bool {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    match header("sec-fetch-site") {
+        Some(site) => !matches!(site, "same-origin" | "none"),
+        None => match (header("origin"), header("host")) {
+            (None, _) => false,
+            (Some(origin), host) => {
+                let origin_host = origin.split_once("://").map(|(_, rest)| rest).unwrap_or(origin);
+                host.is_none_or(|host| !origin_host.eq_ignore_ascii_case(host))
+            }
+        },
+    }
+}
+
+/// A body of a JSON route must say it is JSON: a form or text body (what a cross-site page can
+/// send without asking), or a body without a type, is 415. Empty bodies need no type.
+pub async fn json_bodies(request: Request, next: Next) -> Response {
+    use axum::body::HttpBody as _;
+    let empty = request.body().size_hint().exact() == Some(0);
+    if empty || FORM_ROUTES.contains(&request.uri().path()) {
+        return next.run(request).await;
+    }
+    let content_type = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let json = essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"));
+    if !json {
+        let given = if content_type.is_empty() {
+            "no Content-Type".to_string()
+        } else {
+            format!("Content-Type {content_type:?}")
+        };
+        return ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "INVALID_ARGUMENT",
+            format!("the body must be JSON, sent with Content-Type: application/json ({given} given)"),
+        )
+        .into_response();
+    }
+    next.run(request).await
 }

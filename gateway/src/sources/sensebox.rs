@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures::TryStreamExt as _;
 use http::StatusCode;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, X_CONTENT_TYPE_OPTIONS};
+use http::header::{CONTENT_LENGTH, HeaderValue};
 use outpost_api::ingest::v1::ingest_service_client::IngestServiceClient;
 use outpost_api::ingest::v1::{self as ingest, RunState, Source};
 use outpost_api::media::v1::download_object_response::Part;
@@ -315,18 +315,7 @@ async fn snapshot(State(state): State<SenseBox>, Path(id): Path<String>) -> Resu
             )),
         }
     });
-    let content_type = HeaderValue::from_str(&info.content_type)
-        .ok()
-        .filter(|_| !info.content_type.is_empty())
-        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
-    let mut response = (
-        [
-            (CONTENT_TYPE, content_type),
-            (X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
-        ],
-        Body::from_stream(chunks),
-    )
-        .into_response();
+    let mut response = (crate::content::headers(&info.content_type), Body::from_stream(chunks)).into_response();
     if let Ok(size) = u64::try_from(info.size_bytes) {
         response.headers_mut().insert(CONTENT_LENGTH, HeaderValue::from(size));
     }

@@ -103,7 +103,7 @@ pub async fn serve_on(
 ) -> anyhow::Result<()> {
     metrics::init();
     let storage = Storage::start(&config.storage(), "ingest", migrations()).await?;
-    let telemetry = telemetry::Telemetry::connect(&config.telemetry_endpoint(), config.rpc_timeout())?;
+    let telemetry = telemetry::Telemetry::connect(&config.telemetry_endpoint(), config.rpc_timeout(), &config.token())?;
     let osem = opensensemap::OpenSenseMap::new(&ingest.opensensemap_url, telemetry.clone())?;
     let runs = runs::Runs::new(storage.db.clone(), HashMap::from([opensensemap::loader(osem)]));
 
@@ -168,6 +168,7 @@ pub async fn serve_on(
     };
     let db = storage.db.clone();
     let result = GrpcServer::new(outpost_api::names::INGEST)
+        .token(config.token())
         .add_service(service)
         .dependencies(dependencies)
         .starting_until(move || db.state())

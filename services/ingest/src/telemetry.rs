@@ -26,11 +26,12 @@ pub struct Telemetry {
 }
 
 impl Telemetry {
-    /// A client of telemetry at `endpoint` whose calls have the deadline `timeout`; connects lazily.
-    pub fn connect(endpoint: &str, timeout: Duration) -> anyhow::Result<Self> {
+    /// A client of telemetry at `endpoint` whose calls have the deadline `timeout` and carry
+    /// `token`; connects lazily.
+    pub fn connect(endpoint: &str, timeout: Duration, token: &outpost_kit::auth::Token) -> anyhow::Result<Self> {
         let channel = client::channel(endpoint, timeout)?;
         Ok(Telemetry {
-            client: TelemetryServiceClient::new(client::with_trace(channel.clone())),
+            client: TelemetryServiceClient::new(client::outbound(channel.clone(), token)),
             channel,
             timeout,
         })

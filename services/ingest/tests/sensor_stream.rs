@@ -67,7 +67,7 @@ fn spawn_consumer(
 }
 
 fn telemetry_of(mesh: &Mesh) -> Telemetry {
-    Telemetry::connect(&mesh.telemetry_url, Duration::from_secs(5)).unwrap()
+    Telemetry::connect(&mesh.telemetry_url, Duration::from_secs(5), &Default::default()).unwrap()
 }
 
 async fn drained(queue: &Arc<dyn WorkQueue>, what: &str) {
@@ -85,7 +85,12 @@ async fn entries_are_acked_only_after_telemetry_committed() {
         let payloads: Vec<Vec<u8>> = (0..20).map(|i| message("ack-dev", i, i as f64)).collect();
         queue.push_many(&payloads).await.unwrap();
 
-        let down = Telemetry::connect(&common::unreachable_url().await, Duration::from_secs(1)).unwrap();
+        let down = Telemetry::connect(
+            &common::unreachable_url().await,
+            Duration::from_secs(1),
+            &Default::default(),
+        )
+        .unwrap();
         let (stop, task) = spawn_consumer(&queue, &dead, down, "down", 100);
         tokio::time::sleep(Duration::from_millis(1500)).await;
         assert_eq!(

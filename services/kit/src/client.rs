@@ -7,8 +7,34 @@ use std::time::Duration;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
-/// A channel that injects trace context into every call.
-pub type Traced = InterceptedService<Channel, fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status>>;
+/// A channel whose every call carries what [`Outbound`] adds.
+pub type Traced = InterceptedService<Channel, Outbound>;
+
+/// What every call to another service carries: the current trace context, and the API token
+/// when one is configured (services check it on writes like the gateway does).
+#[derive(Clone, Debug, Default)]
+pub struct Outbound {
+    authorization: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
+}
+
+impl Outbound {
+    /// Calls carrying `token` (none when it is not set).
+    pub fn new(token: &crate::auth::Token) -> Self {
+        Outbound {
+            authorization: token.header().and_then(|h| h.parse().ok()),
+        }
+    }
+}
+
+impl tonic::service::Interceptor for Outbound {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        crate::trace::inject(request.metadata_mut());
+        if let Some(authorization) = &self.authorization {
+            request.metadata_mut().insert("authorization", authorization.clone());
+        }
+        Ok(request)
+    }
+}
 
 /// A lazily connecting channel to `endpoint` whose calls fail after `timeout`.
 pub fn channel(endpoint: &str, timeout: Duration) -> anyhow::Result<Channel> {
@@ -22,15 +48,14 @@ pub fn channel(endpoint: &str, timeout: Duration) -> anyhow::Result<Channel> {
     Ok(endpoint.connect_lazy())
 }
 
-/// A traced channel to `endpoint` (see [`channel`]).
-pub fn traced(endpoint: &str, timeout: Duration) -> anyhow::Result<Traced> {
-    Ok(with_trace(channel(endpoint, timeout)?))
+/// A channel to `endpoint` (see [`channel`]) whose calls carry the trace context and `token`.
+pub fn traced(endpoint: &str, timeout: Duration, token: &crate::auth::Token) -> anyhow::Result<Traced> {
+    Ok(outbound(channel(endpoint, timeout)?, token))
 }
 
-/// `channel`, injecting the current trace context into every call.
-pub fn with_trace(channel: Channel) -> Traced {
-    let interceptor: fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> = crate::trace::interceptor;
-    InterceptedService::new(channel, interceptor)
+/// `channel`, its calls carrying the current trace context and `token` (see [`Outbound`]).
+pub fn outbound(channel: Channel, token: &crate::auth::Token) -> Traced {
+    InterceptedService::new(channel, Outbound::new(token))
 }
 
 /// A peer service as a dependency in health: healthy while its gRPC health check answers

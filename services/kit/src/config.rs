@@ -67,7 +67,7 @@ pub struct Config {
     #[arg(long, env = "OUTPOST_S3_REGION", default_value = "us-east-1")]
     pub s3_region: String,
 
-    /// Bearer token the gateway's write routes require; unset means no token is required.
+    /// Bearer token every write needs, over HTTP and gRPC; unset means no token is required.
     #[arg(long, env = "OUTPOST_API_TOKEN", hide_env_values = true)]
     pub api_token: Option<String>,
 
@@ -212,6 +212,11 @@ impl Config {
             namespace: self.namespace.clone(),
             acquire_timeout: (self.rpc_timeout() / 4).clamp(Duration::from_millis(5), MAX_ACQUIRE_TIMEOUT),
         }
+    }
+
+    /// The API token writes need (over HTTP and gRPC), and that calls between services carry.
+    pub fn token(&self) -> crate::auth::Token {
+        crate::auth::Token::new(self.api_token.as_deref())
     }
 
     /// The deadline of calls between services.

@@ -2,6 +2,7 @@
 //! gRPC server bootstrap (health, reflection, metrics, shutdown), the client channel factory,
 //! and the storage interfaces with their embedded and cluster adapters.
 
+pub mod auth;
 pub mod client;
 pub mod config;
 pub mod error;

@@ -37,6 +37,7 @@ pub struct GrpcServer {
     health: HealthReporter,
     dependencies: Vec<Dependency>,
     gate: Option<Gate>,
+    token: crate::auth::Token,
 }
 
 /// Whether a service can take calls yet: Ok, or what it still waits for.
@@ -54,7 +55,16 @@ impl GrpcServer {
             health,
             dependencies: Vec::new(),
             gate: None,
+            token: crate::auth::Token::default(),
         }
+    }
+
+    /// Requires `authorization: Bearer <token>` on every call that writes (anything but `Get*`,
+    /// `List*`, `Watch*`, `Download*`, health and reflection) when `token` is set: the
+    /// `OUTPOST_API_TOKEN` the gateway asks of HTTP writes holds for gRPC clients too.
+    pub fn token(mut self, token: crate::auth::Token) -> Self {
+        self.token = token;
+        self
     }
 
     /// Answers the service's calls `UNAVAILABLE`, naming what is missing, while `gate` says it
@@ -112,6 +122,7 @@ impl GrpcServer {
             .layer(ObserveLayer {
                 service: self.service,
                 gate: self.gate.clone(),
+                token: self.token.clone(),
             })
             .add_routes(routes)
             .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async {
@@ -187,6 +198,7 @@ async fn watch_dependencies(service: &'static str, health: HealthReporter, depen
 struct ObserveLayer {
     service: &'static str,
     gate: Option<Gate>,
+    token: crate::auth::Token,
 }
 
 impl<S> Layer<S> for ObserveLayer {
@@ -196,6 +208,7 @@ impl<S> Layer<S> for ObserveLayer {
         Observe {
             service: self.service,
             gate: self.gate.clone(),
+            token: self.token.clone(),
             inner,
         }
     }
@@ -205,6 +218,7 @@ impl<S> Layer<S> for ObserveLayer {
 struct Observe<S> {
     service: &'static str,
     gate: Option<Gate>,
+    token: crate::auth::Token,
     inner: S,
 }
 
@@ -233,6 +247,13 @@ where
             .and_then(|p| p.strip_prefix(self.service))
             .is_some_and(|rest| rest.starts_with('/'));
         let short = short_name(self.service);
+        if own && self.token.is_set() && !crate::auth::reads_only(&path) {
+            let given = request.headers().get("authorization").and_then(|v| v.to_str().ok());
+            if let Err(why) = self.token.admits(given) {
+                let status = tonic::Status::unauthenticated(why);
+                return Box::pin(std::future::ready(Ok(status.into_http())));
+            }
+        }
         if own && let Some(Err(missing)) = self.gate.as_ref().map(|gate| gate()) {
             let status = tonic::Status::unavailable(format!("starting: {missing}"));
             let mut response = status.into_http();

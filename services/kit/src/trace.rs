@@ -34,12 +34,6 @@ pub fn inject(metadata: &mut MetadataMap) {
     opentelemetry::global::get_text_map_propagator(|p| p.inject_context(&cx, &mut MetadataInjector(metadata)));
 }
 
-/// A tonic client interceptor that injects the current trace context.
-pub fn interceptor(mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-    inject(request.metadata_mut());
-    Ok(request)
-}
-
 /// The trace context carried by incoming headers (empty when there is none).
 pub fn extract(headers: &http::HeaderMap) -> opentelemetry::Context {
     opentelemetry::global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(headers)))

@@ -44,6 +44,7 @@ pub async fn serve_on(
         .max_decoding_message_size(MAX_OBJECT_BYTES + 64 * 1024)
         .max_encoding_message_size(MAX_OBJECT_BYTES + 64 * 1024);
     GrpcServer::new(outpost_api::names::MEDIA)
+        .token(config.token())
         .add_service(grpc)
         .dependencies(dependencies)
         .starting_until(move || db.state().and_then(|()| bucket.state()))

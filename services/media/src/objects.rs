@@ -13,6 +13,18 @@ use crate::store::{self, ObjectRow};
 /// The largest object, in bytes.
 pub const MAX_OBJECT_BYTES: usize = 16 * 1024 * 1024;
 
+/// The content types objects are stored with: data and images, never a page or a script.
+pub const STORED_TYPES: [&str; 8] = [
+    "application/json",
+    "application/octet-stream",
+    "text/csv",
+    "text/plain",
+    "image/png",
+    "image/jpeg",
+    "image/gif",
+    "image/webp",
+];
+
 /// What a new object is.
 #[derive(Debug, Clone, Default)]
 pub struct NewObject {
@@ -105,7 +117,23 @@ impl ObjectStore {
         let content_type = if new.content_type.is_empty() {
             sniff(&content).to_string()
         } else {
-            new.content_type
+            let essence = new
+                .content_type
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            if !STORED_TYPES.contains(&essence.as_str()) {
+                return Err(Error::invalid(
+                    "object.content_type",
+                    format!(
+                        "{essence:?} is not a stored type; use one of {}",
+                        STORED_TYPES.join(", ")
+                    ),
+                ));
+            }
+            essence
         };
         let id = hex::encode(Sha256::digest(&content));
         self.objects.put(&blob_key(&id), content.clone()).await?;
@@ -163,7 +191,6 @@ pub fn sniff(content: &[u8]) -> &'static str {
         [0x89, b'P', b'N', b'G', ..] => "image/png",
         [0xFF, 0xD8, 0xFF, ..] => "image/jpeg",
         [b'{', ..] | [b'[', ..] => "application/json",
-        _ if content.starts_with(b"<svg") || content.starts_with(b"<?xml") => "image/svg+xml",
         _ => "application/octet-stream",
     }
 }

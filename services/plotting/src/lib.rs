@@ -36,6 +36,7 @@ pub async fn serve_on(
     let service = api::PlottingApi::new(jobs::Jobs::new(storage.db.clone()));
     let db = storage.db.clone();
     GrpcServer::new(outpost_api::names::PLOTTING)
+        .token(config.token())
         .add_service(PlottingServiceServer::new(service))
         .dependencies(storage.dependencies())
         .starting_until(move || db.state())

@@ -84,7 +84,7 @@ pub async fn serve_on(
     metrics::init();
     let storage = Storage::start(&config.storage(), "telemetry", migrations()).await?;
     let media_channel = outpost_kit::client::channel(&config.media_endpoint(), config.rpc_timeout())?;
-    let media = MediaServiceClient::new(outpost_kit::client::with_trace(media_channel.clone()));
+    let media = MediaServiceClient::new(outpost_kit::client::outbound(media_channel.clone(), &config.token()));
     let keys = Arc::new(sensor_keys::SensorKeys::default());
     let readings = Readings::with_keys(storage.db.clone(), keys.clone());
     let devices = devices::Devices::new(storage.db.clone(), keys);
@@ -106,6 +106,7 @@ pub async fn serve_on(
         .push(outpost_kit::client::peer_dependency("media", media_channel, outpost_api::names::MEDIA).optional());
     let db = storage.db.clone();
     let result = GrpcServer::new(outpost_api::names::TELEMETRY)
+        .token(config.token())
         .add_service(grpc)
         .dependencies(dependencies)
         .starting_until(move || db.state())
