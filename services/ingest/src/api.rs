@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use futures::StreamExt as _;
 use outpost_api::ingest::v1::{self as pb, RunState, Source, ingest_service_server::IngestService};
 use outpost_kit::error::Error;
+use outpost_kit::group_commit::GroupCommit;
 use outpost_kit::grpc::BoxStream;
 use outpost_kit::paging;
 use tokio_stream::wrappers::ReceiverStream;
@@ -20,12 +21,14 @@ use crate::{messages, metrics, model};
 pub struct IngestApi {
     runs: Runs,
     telemetry: Telemetry,
+    posts: GroupCommit<Vec<Reading>, ()>,
 }
 
 impl IngestApi {
-    /// Handlers over `runs`, writing pushed readings to `telemetry`.
-    pub fn new(runs: Runs, telemetry: Telemetry) -> Self {
-        IngestApi { runs, telemetry }
+    /// Handlers over `runs`, writing pushed readings to `telemetry`, and posted messages
+    /// through `posts` (see [`messages::writer`]).
+    pub fn new(runs: Runs, telemetry: Telemetry, posts: GroupCommit<Vec<Reading>, ()>) -> Self {
+        IngestApi { runs, telemetry, posts }
     }
 }
 
@@ -176,13 +179,14 @@ impl IngestService for IngestApi {
     ) -> Result<Response<pb::IngestSensorMessagesResponse>, Status> {
         let posted = messages::parse_payload(&request.into_inner().payload)?;
         let readings = posted.readings();
-        let batch: Vec<_> = readings.iter().map(Reading::to_telemetry).collect();
-        self.telemetry.write(&batch).await?;
-        metrics::readings(metrics::source::POSTED, readings.len() as u64);
-        Ok(Response::new(pb::IngestSensorMessagesResponse {
+        let answer = pb::IngestSensorMessagesResponse {
             readings: readings.iter().map(messages::to_pb).collect(),
             written: messages::distinct(readings),
-        }))
+        };
+        let count = readings.len() as u64;
+        self.posts.submit(posted.into_readings()).await?;
+        metrics::readings(metrics::source::POSTED, count);
+        Ok(Response::new(answer))
     }
 
     async fn upload_source(

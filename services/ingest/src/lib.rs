@@ -157,7 +157,8 @@ pub async fn serve_on(
     let mut dependencies = storage.dependencies_optional(&[outpost_kit::storage::dependency::REDIS]);
     dependencies.push(telemetry.dependency());
     // A pushed batch of 10000 readings with long names is more than tonic's default 4 MiB.
-    let service = IngestServiceServer::new(api::IngestApi::new(runs.clone(), telemetry))
+    let posts = messages::writer(telemetry.clone());
+    let service = IngestServiceServer::new(api::IngestApi::new(runs.clone(), telemetry, posts.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
     // Runs and consumers stop when the signal comes, so that watch streams end and the
     // server's drain of in-flight calls does not wait for them.
@@ -175,6 +176,8 @@ pub async fn serve_on(
         .serve(listener, stopping)
         .await;
     let _ = stop_tx.send(true);
+    // Calls have drained: posted messages still queued are written before the process ends.
+    posts.close().await;
     runs.shutdown(SHUTDOWN_GRACE).await;
     let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
         while background.join_next().await.is_some() {}

@@ -5,10 +5,64 @@
 
 use outpost_api::ingest::v1 as pb;
 use outpost_kit::error::{Error, Result};
+use outpost_kit::group_commit::{GroupCommit, Options};
 use outpost_kit::time::to_timestamp;
 use serde_json::value::RawValue;
 
 use crate::reading::{ParseError, Reading, parse_sensor_message};
+use crate::telemetry::{MAX_WRITE_BATCH, Telemetry};
+
+/// Posted payloads queued for telemetry, at most; more wait (backpressure).
+const QUEUED_POSTS: usize = 4096;
+
+/// Writes posted readings to telemetry, payloads that arrive together in one call: many small
+/// posts make few `WriteReadings` calls. Each post is answered once telemetry committed it.
+pub fn writer(telemetry: Telemetry) -> GroupCommit<Vec<Reading>, ()> {
+    let options = Options {
+        name: "ingest_posted_messages",
+        max_weight: MAX_WRITE_BATCH,
+        linger: std::time::Duration::ZERO,
+        concurrency: 2,
+        queue: QUEUED_POSTS,
+    };
+    GroupCommit::new(Posts(telemetry), Vec::len, options)
+}
+
+struct Posts(Telemetry);
+
+#[async_trait::async_trait]
+impl outpost_kit::group_commit::Committer<Vec<Reading>, ()> for Posts {
+    async fn commit(&self, batch: Vec<Vec<Reading>>) -> Vec<Result<()>> {
+        let write = |posts: &[Vec<Reading>]| {
+            let readings: Vec<_> = posts.iter().flatten().map(Reading::to_telemetry).collect();
+            async move { self.0.write(&readings).await }
+        };
+        match write(&batch).await {
+            Ok(()) => batch.iter().map(|_| Ok(())).collect(),
+            // Telemetry refused one of them: each alone, so the others are still written.
+            Err(status) if batch.len() > 1 && !crate::telemetry::is_transient(&status) => {
+                let mut results = Vec::with_capacity(batch.len());
+                for post in &batch {
+                    results.push(write(std::slice::from_ref(post)).await.map_err(status_error));
+                }
+                results
+            }
+            Err(status) => batch.iter().map(|_| Err(status_error(status.clone()))).collect(),
+        }
+    }
+}
+
+/// A telemetry status as ingest's answer: its code, and telemetry's message naming it.
+fn status_error(status: tonic::Status) -> Error {
+    let message = status.message().to_string();
+    match status.code() {
+        tonic::Code::InvalidArgument => Error::invalid("payload", message),
+        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::ResourceExhausted => {
+            Error::Unavailable(message)
+        }
+        _ => Error::Internal(anyhow::anyhow!("telemetry: {message}")),
+    }
+}
 
 /// Messages in one payload, at most.
 pub const MAX_MESSAGES: usize = 10_000;
@@ -23,6 +77,14 @@ pub enum Posted {
 }
 
 impl Posted {
+    /// Its readings, moved out.
+    pub fn into_readings(self) -> Vec<Reading> {
+        match self {
+            Posted::One(reading) => vec![reading],
+            Posted::Batch(readings) => readings,
+        }
+    }
+
     /// Its readings, in the order given.
     pub fn readings(&self) -> &[Reading] {
         match self {

@@ -13,7 +13,7 @@ use outpost_kit::time::now_micros;
 
 use crate::names::{check_id, is_valid_id};
 use crate::sensor_keys::{SensorEntry, SensorKeys};
-use crate::store::batch::{BatchTx, PgBatch, SensorWant, SqliteBatch};
+use crate::store::batch::{BatchTx, PgBatch, SensorWant, SqliteBatch, write_known};
 
 /// Readings per write, at most.
 pub const MAX_BATCH: usize = 10_000;
@@ -248,9 +248,29 @@ impl outpost_kit::group_commit::Committer<Vec<Reading>, u64> for Committer {
 }
 
 impl Committer {
-    /// Writes readings in one transaction, retried when PostgreSQL aborted it for a race.
+    /// Writes readings in one transaction, retried when PostgreSQL aborted it for a race. On
+    /// PostgreSQL, a batch whose sensors are all known goes in one statement.
     async fn write(&self, readings: &[Reading]) -> sqlx::Result<()> {
         let plan = Plan::new(readings);
+        if let (Some(pg), Some(keys)) = (self.db.pg(), self.known_keys(&plan)) {
+            let rows = unique_rows(
+                plan.readings
+                    .iter()
+                    .map(|&(i, ts, value)| (keys[i], ts, value))
+                    .collect(),
+            );
+            let written = write_known(pg, &rows, &newest_per_key(&rows)).await?;
+            if written == rows.len() {
+                crate::metrics::record_batch(written);
+                return Ok(());
+            }
+            // A cached key went stale (its device was deleted, here or elsewhere): forget the
+            // batch's devices and write it the long way, which makes them anew. Upserts, so the
+            // rows already written are written again unchanged.
+            for device in &plan.devices {
+                self.keys.forget_device(device);
+            }
+        }
         let mut attempt = 1;
         loop {
             let result = match self.db.pg() {
@@ -276,6 +296,22 @@ impl Committer {
                 Err(err) => return Err(err),
             }
         }
+    }
+
+    /// Every sensor's cached key, when all are cached with the kind and unit the batch gives.
+    fn known_keys(&self, plan: &Plan) -> Option<Vec<i64>> {
+        plan.sensors
+            .iter()
+            .map(|want| {
+                self.keys
+                    .known(&want.device, &want.sensor)
+                    .filter(|known| {
+                        (want.kind.is_empty() || want.kind == known.kind)
+                            && (want.unit.is_empty() || want.unit == known.unit)
+                    })
+                    .map(|known| known.key)
+            })
+            .collect()
     }
 
     async fn run<T: BatchTx>(&self, mut tx: T, plan: &Plan) -> sqlx::Result<(usize, Resolved)> {

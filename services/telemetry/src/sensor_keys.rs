@@ -47,6 +47,14 @@ impl SensorKeys {
         known.sensors.get(sensor).cloned()
     }
 
+    /// The cached entry of a sensor, whatever its device's creation time: for a write that
+    /// checks the key against `sensors` itself (keys are never handed out again, so a key still
+    /// in `sensors` is still this sensor's).
+    pub fn known(&self, device: &str, sensor: &str) -> Option<SensorEntry> {
+        let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        inner.devices.get(device)?.sensors.get(sensor).cloned()
+    }
+
     /// Remembers committed entries `(device, device created_at, sensor, entry)`.
     pub fn insert_all(&self, entries: impl IntoIterator<Item = (String, i64, String, SensorEntry)>) {
         let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());

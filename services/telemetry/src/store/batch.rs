@@ -179,6 +179,40 @@ async fn copy_readings(tx: &mut Transaction<'static, Postgres>, rows: &[(i64, i6
     copy.finish().await.map(|_| ())
 }
 
+/// Writes readings of sensors whose keys are cached, in ONE statement (its own transaction, one
+/// round trip): `(key, ts, value)` rows, unique and sorted, and the newest row of each key for
+/// the current values. Each key is checked against `sensors` in the same statement, so rows of
+/// a sensor deleted meanwhile are not written; returns how many rows were, which is fewer than
+/// given when a cached key went stale.
+pub async fn write_known(pg: &PgPool, rows: &[(i64, i64, f64)], current: &[(i64, i64, f64)]) -> sqlx::Result<usize> {
+    let (keys, times, values) = columns(rows);
+    let (current_keys, current_times, current_values) = columns(current);
+    let written: i64 = sqlx::query_scalar(
+        "WITH r AS ( \
+           INSERT INTO readings (sensor_key, ts, value) \
+           SELECT x.k, x.t, x.v FROM UNNEST($1::bigint[], $2::bigint[], $3::float8[]) AS x(k, t, v) \
+           JOIN sensors s ON s.sensor_key = x.k \
+           ON CONFLICT (sensor_key, ts) DO UPDATE SET value = excluded.value \
+           RETURNING 1), \
+         c AS ( \
+           INSERT INTO current_values (sensor_key, ts, value) \
+           SELECT x.k, x.t, x.v FROM UNNEST($4::bigint[], $5::bigint[], $6::float8[]) AS x(k, t, v) \
+           JOIN sensors s ON s.sensor_key = x.k \
+           ON CONFLICT (sensor_key) DO UPDATE SET ts = excluded.ts, value = excluded.value \
+           WHERE excluded.ts >= current_values.ts) \
+         SELECT COUNT(*) FROM r",
+    )
+    .bind(&keys)
+    .bind(&times)
+    .bind(&values)
+    .bind(&current_keys)
+    .bind(&current_times)
+    .bind(&current_values)
+    .fetch_one(pg)
+    .await?;
+    Ok(usize::try_from(written).unwrap_or_default())
+}
+
 /// Batches of at least this many readings go in by COPY.
 const COPY_FROM: usize = 1000;
 
