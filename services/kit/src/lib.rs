@@ -1,8 +1,10 @@
 //! The shared runtime of Outpost's services: configuration, tracing and OpenTelemetry, the
 //! gRPC server bootstrap (health, reflection, metrics, shutdown), the client channel factory,
-//! and the storage interfaces with their embedded and cluster adapters.
+//! the storage interfaces with their embedded and cluster adapters, and workers over work
+//! queues.
 
 pub mod auth;
+pub mod backoff;
 pub mod client;
 pub mod config;
 pub mod error;
@@ -18,3 +20,4 @@ pub mod storage;
 pub mod testing;
 pub mod time;
 pub mod trace;
+pub mod worker;

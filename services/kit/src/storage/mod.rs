@@ -1,18 +1,21 @@
 //! Storage interfaces and adapters: the SQL database, the object store, work queues and a
-//! cache, each with an embedded adapter (SQLite file, local directory, in-process) and a
-//! cluster adapter (PostgreSQL, S3, Redis), chosen by [`StorageConfig`].
+//! cache, each with an embedded adapter (SQLite file, local directory, a queue table in the
+//! SQLite file, in-process cache) and a cluster adapter (PostgreSQL, S3, Redis), chosen by
+//! [`StorageConfig`].
 
 pub mod cache;
 mod nodelay;
 pub mod objects;
 pub mod queue;
 mod redis;
+mod redis_queue;
 pub mod sql;
+mod sql_queue;
 mod startup;
 
 pub use cache::Cache;
 pub use objects::Objects;
-pub use queue::{Delivery, QueueError, QueueOptions, WorkQueue};
+pub use queue::{DeadLetter, Delivery, QueueError, QueueOptions, WorkQueue};
 pub use sql::{Backend, Db, Migrations};
 
 use std::collections::HashMap;
@@ -105,7 +108,7 @@ pub struct Storage {
     /// Whether opening waits for a dependency (tests and tools) or starts at once (services).
     waits: bool,
     objects: Arc<tokio::sync::OnceCell<Objects>>,
-    local_queues: Arc<Mutex<HashMap<String, Arc<queue::MemoryQueue>>>>,
+    local_queues: Arc<Mutex<HashMap<String, Arc<sql_queue::SqlQueue>>>>,
     local_cache: Arc<cache::MemoryCache>,
 }
 
@@ -168,27 +171,30 @@ impl Storage {
             .cloned()
     }
 
-    /// A work queue: the Redis stream `{namespace}outpost:{service}:{name}` when Redis is
-    /// configured, else an in-process queue shared by every call with the same `name` on this
-    /// `Storage` (the first call's options win).
+    /// A work queue (see [`queue`]): the Redis stream `{namespace}outpost:{service}:{name}`
+    /// (dead letters in `…:{name}:dead`) when Redis is configured, else a table in the
+    /// service's SQL database, so queued work survives an abrupt stop. Handles with the same
+    /// `name` on this `Storage` share one queue (the first call's options win); a consumer in
+    /// this process wakes as soon as another handle pushes.
     pub fn queue(&self, name: &str, opts: QueueOptions) -> Arc<dyn WorkQueue> {
         if let Some(pool) = self.redis_pool() {
             let key = format!("{}outpost:{}:{name}", self.config.namespace, self.service);
-            return Arc::new(redis::RedisQueue::new(pool.clone(), key, "outpost".into(), opts));
+            return Arc::new(redis_queue::RedisQueue::new(pool.clone(), key, "outpost".into(), opts));
         }
         let mut queues = self.local_queues.lock().unwrap_or_else(|e| e.into_inner());
         queues
             .entry(name.to_string())
-            .or_insert_with(|| Arc::new(queue::MemoryQueue::new(opts)))
+            .or_insert_with(|| Arc::new(sql_queue::SqlQueue::new(self.db.clone(), name.to_string(), opts)))
             .clone()
     }
 
     /// A Redis stream with an exact external key (prefixed by the namespace only), read by the
-    /// consumer group `group`, for producers outside Outpost; `None` without Redis.
+    /// consumer group `group`, for producers outside Outpost; its dead letters go to
+    /// `{key}:dead`. `None` without Redis.
     pub fn stream_queue(&self, key: &str, group: &str, opts: QueueOptions) -> Option<Arc<dyn WorkQueue>> {
         let pool = self.redis_pool()?;
         let key = format!("{}{key}", self.config.namespace);
-        Some(Arc::new(redis::RedisQueue::new(
+        Some(Arc::new(redis_queue::RedisQueue::new(
             pool.clone(),
             key,
             group.to_string(),
