@@ -67,18 +67,21 @@ pub fn retry_delay(deliveries: u64, first: Duration, max: Duration) -> Duration 
 mod tests {
     use super::*;
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn waits_double_up_to_the_bound_and_stop_cuts_them_short() {
-        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_millis(300));
+        let mut backoff = Backoff::new(Duration::from_millis(10), Duration::from_millis(30));
         let mut waits = Vec::new();
         for _ in 0..4 {
             waits.push(backoff.next());
             assert!(!backoff.sleep_or_stop(std::future::pending()).await);
         }
-        assert_eq!(waits, [100, 200, 300, 300].map(Duration::from_millis));
+        assert_eq!(waits, [10, 20, 30, 30].map(Duration::from_millis));
         backoff.reset();
-        assert_eq!(backoff.next(), Duration::from_millis(100));
-        assert!(backoff.sleep_or_stop(async {}).await, "a resolved stop ends the wait");
+        assert_eq!(backoff.next(), Duration::from_millis(10));
+        let mut long = Backoff::new(Duration::from_secs(60), Duration::from_secs(60));
+        let started = std::time::Instant::now();
+        assert!(long.sleep_or_stop(async {}).await, "a resolved stop ends the wait");
+        assert!(started.elapsed() < Duration::from_secs(1));
     }
 
     #[test]

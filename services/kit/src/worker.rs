@@ -96,7 +96,11 @@ pub fn consumer_name() -> String {
         .map(|h| h.trim().to_string())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "outpost".into());
-    format!("{host}-{}-{:06x}", std::process::id(), rand::random::<u32>() & 0xff_ffff)
+    format!(
+        "{host}-{}-{:06x}",
+        std::process::id(),
+        rand::random::<u32>() & 0xff_ffff
+    )
 }
 
 static ENTRIES: LazyLock<IntCounterVec> = LazyLock::new(|| {
@@ -166,7 +170,13 @@ async fn work(queue: Arc<dyn WorkQueue>, handler: Arc<dyn Handler>, options: Wor
 }
 
 /// Handles one batch, extending its lease meanwhile, and settles it.
-async fn handle(queue: &dyn WorkQueue, handler: &dyn Handler, consumer: &str, batch: Vec<Delivery>, stop: &CancellationToken) {
+async fn handle(
+    queue: &dyn WorkQueue,
+    handler: &dyn Handler,
+    consumer: &str,
+    batch: Vec<Delivery>,
+    stop: &CancellationToken,
+) {
     let ids: Vec<String> = batch.iter().map(|d| d.id.clone()).collect();
     let every = (queue.options().lease / 3).max(Duration::from_millis(10));
     let handling = std::panic::AssertUnwindSafe(handler.handle(&batch, stop)).catch_unwind();

@@ -247,7 +247,10 @@ impl RedisQueue {
     fn forget_due(&self) -> bool {
         let mut chores = self.chores();
         let now = Instant::now();
-        if chores.last_forget.is_some_and(|at| now.duration_since(at) < self.opts.lease) {
+        if chores
+            .last_forget
+            .is_some_and(|at| now.duration_since(at) < self.opts.lease)
+        {
             return false;
         }
         chores.last_forget = Some(now);
@@ -606,9 +609,7 @@ impl WorkQueue for RedisQueue {
                     match name.as_slice() {
                         b"entry" => letter.entry = String::from_utf8_lossy(&value).into_owned(),
                         b"error" => letter.error = String::from_utf8_lossy(&value).into_owned(),
-                        b"deliveries" => {
-                            letter.deliveries = String::from_utf8_lossy(&value).parse().unwrap_or(0)
-                        }
+                        b"deliveries" => letter.deliveries = String::from_utf8_lossy(&value).parse().unwrap_or(0),
                         b"payload" => letter.payload = value,
                         _ => {}
                     }

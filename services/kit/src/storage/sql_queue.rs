@@ -87,7 +87,10 @@ fn parse_ids(ids: &[String]) -> Vec<i64> {
 
 /// `$first, $first+1, …` for `n` values.
 fn placeholders(first: usize, n: usize) -> String {
-    (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn micros(duration: Duration) -> i64 {
@@ -211,7 +214,10 @@ impl SqlQueue {
                  RETURNING id",
                 placeholders(4, chunk.len())
             );
-            let mut query = sqlx::query(AssertSqlSafe(sql)).bind(&self.name).bind(due_at).bind(consumer);
+            let mut query = sqlx::query(AssertSqlSafe(sql))
+                .bind(&self.name)
+                .bind(due_at)
+                .bind(consumer);
             for id in chunk {
                 query = query.bind(*id);
             }
@@ -281,9 +287,7 @@ impl WorkQueue for SqlQueue {
         let mut tx = self.db.pool().begin().await.map_err(anyhow::Error::from)?;
         let mut ids = Vec::with_capacity(payloads.len());
         for chunk in payloads.chunks(CHUNK) {
-            let values: Vec<String> = (0..chunk.len())
-                .map(|i| format!("($1, $2, ${})", i + 3))
-                .collect();
+            let values: Vec<String> = (0..chunk.len()).map(|i| format!("($1, $2, ${})", i + 3)).collect();
             let sql = format!(
                 "INSERT INTO outpost_queue (queue, due_at, payload) VALUES {} RETURNING id",
                 values.join(", ")
@@ -403,7 +407,16 @@ impl WorkQueue for SqlQueue {
                 .await
                 .map_err(anyhow::Error::from)?;
             let deliveries = i64::try_from(delivery.deliveries).unwrap_or(i64::MAX);
-            insert_letter(&mut tx, &self.name, &delivery.id, error, deliveries, &delivery.payload, now).await?;
+            insert_letter(
+                &mut tx,
+                &self.name,
+                &delivery.id,
+                error,
+                deliveries,
+                &delivery.payload,
+                now,
+            )
+            .await?;
         }
         trim_letters(&mut tx, &self.name, self.opts.dead_letters).await?;
         tx.commit().await.map_err(anyhow::Error::from)?;
