@@ -1,6 +1,7 @@
 //! gRPC handlers of the ingest service: validate, call the domain, map errors.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
 
 use futures::StreamExt as _;
 use outpost_api::ingest::v1::{self as pb, RunState, Source, ingest_service_server::IngestService};
@@ -8,12 +9,14 @@ use outpost_kit::error::Error;
 use outpost_kit::group_commit::GroupCommit;
 use outpost_kit::grpc::BoxStream;
 use outpost_kit::paging;
+use outpost_kit::time::from_timestamp;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
+use tonic_types::{ErrorDetail, ErrorInfo, ResourceInfo, RetryInfo, StatusExt as _};
 
 use crate::push::{MAX_PUSH_BATCH, PushSummary};
 use crate::reading::Reading;
-use crate::runs::Runs;
+use crate::runs::{Created, Runs};
 use crate::telemetry::Telemetry;
 use crate::{messages, metrics, model};
 
@@ -61,16 +64,47 @@ fn state_filter(value: i32) -> Result<Option<RunState>, Error> {
     }
 }
 
+/// UNAVAILABLE for a load that failed less than the retry spacing ago, naming the failed run
+/// and its failure, with when to ask again.
+fn recently_failed(run: &model::Run, retry_in: Duration) -> Status {
+    let retry_in = Duration::from_secs(retry_in.as_secs_f64().ceil() as u64);
+    let message = format!(
+        "the last {} load with these parameters ({}) failed: {}; it is not started again for {}s \
+         (OUTPOST_LOAD_RETRY_SECONDS)",
+        model::source_name(run.source),
+        run.name(),
+        if run.failure.is_empty() {
+            "no reason given"
+        } else {
+            &run.failure
+        },
+        retry_in.as_secs()
+    );
+    let details = [
+        ErrorDetail::from(ErrorInfo::new(
+            "LOAD_RECENTLY_FAILED",
+            "outpost",
+            HashMap::from([("run".to_string(), run.name())]),
+        )),
+        ErrorDetail::from(ResourceInfo::new(
+            "outpost.ingest.v1.Run",
+            run.name(),
+            "",
+            run.failure.clone(),
+        )),
+        ErrorDetail::from(RetryInfo::new(Some(retry_in))),
+    ];
+    Status::with_error_details_vec(tonic::Code::Unavailable, message, details)
+}
+
 #[tonic::async_trait]
 impl IngestService for IngestApi {
     async fn create_run(
         &self,
         request: Request<pb::CreateRunRequest>,
     ) -> Result<Response<pb::CreateRunResponse>, Status> {
-        let run = request
-            .into_inner()
-            .run
-            .ok_or_else(|| Error::invalid("run", "required"))?;
+        let request = request.into_inner();
+        let run = request.run.ok_or_else(|| Error::invalid("run", "required"))?;
         let source = match source_filter(run.source).map_err(|_| Error::invalid("run.source", "not a source"))? {
             Some(source) => source,
             None => return Err(Error::invalid("run.source", "required").into()),
@@ -81,9 +115,20 @@ impl IngestService for IngestApi {
                 model::source_name(source)
             )));
         }
+        let min_create_time = request
+            .min_create_time
+            .map(|time| from_timestamp("min_create_time", &time))
+            .transpose()?;
         let parameters: BTreeMap<String, String> = run.parameters.into_iter().collect();
-        let run = self.runs.create(source, parameters).await?;
-        Ok(Response::new(pb::CreateRunResponse { run: Some(run.to_pb()) }))
+        let (run, joined) = match self.runs.create(source, parameters, min_create_time).await? {
+            Created::New(run) => (run, false),
+            Created::Joined(run) => (run, true),
+            Created::RecentlyFailed { run, retry_in } => return Err(recently_failed(&run, retry_in)),
+        };
+        Ok(Response::new(pb::CreateRunResponse {
+            run: Some(run.to_pb()),
+            joined,
+        }))
     }
 
     async fn get_run(&self, request: Request<pb::GetRunRequest>) -> Result<Response<pb::GetRunResponse>, Status> {

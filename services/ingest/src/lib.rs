@@ -3,8 +3,8 @@
 //! consumer group, and clients (`PushReadings`), all written to telemetry.
 
 mod api;
-mod backoff;
 pub mod boxes;
+pub mod leases;
 pub mod messages;
 pub mod metrics;
 pub mod model;
@@ -25,13 +25,12 @@ use std::time::Duration;
 use outpost_api::ingest::v1::ingest_service_server::IngestServiceServer;
 use outpost_kit::config::Config;
 use outpost_kit::server::GrpcServer;
-use outpost_kit::storage::{Migrations, QueueOptions, Storage};
+use outpost_kit::storage::{Migrations, Storage};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 pub use reading::{ParseError, Reading, parse_sensor_message};
-pub use stream::{StreamOptions, consume_stream};
 
 /// Largest gRPC message ingest takes.
 const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
@@ -51,9 +50,17 @@ pub struct IngestConfig {
     #[arg(long, env = "OUTPOST_SENSOR_CHANNEL", default_value = "sensor_stream", value_parser = parse_redis_key)]
     pub sensor_channel: String,
     /// Redis stream of sensor messages, read by the consumer group `ingest` (prefixed by the
-    /// namespace; malformed entries go to `{stream}:dead`).
+    /// namespace; entries that cannot be written go to `{stream}:dead`).
     #[arg(long, env = "OUTPOST_SENSOR_STREAM", default_value = "sensor_readings", value_parser = parse_redis_key)]
     pub sensor_stream: String,
+    /// Seconds after a failed load before the same load (source and parameters) is started
+    /// again; meanwhile CreateRun answers UNAVAILABLE naming the failed run. 0 = no spacing.
+    #[arg(long, env = "OUTPOST_LOAD_RETRY_SECONDS", default_value = "30", value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    pub load_retry_seconds: u64,
+    /// Seconds a run belongs to the replica running it without a renewal (renewed every third
+    /// of it); a run of a replica that stopped is taken over by another after this.
+    #[arg(long, env = "OUTPOST_RUN_LEASE_SECONDS", default_value = "30", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub run_lease_seconds: u64,
 }
 
 impl Default for IngestConfig {
@@ -64,6 +71,8 @@ impl Default for IngestConfig {
             opensensemap_interval_seconds: 0,
             sensor_channel: "sensor_stream".into(),
             sensor_stream: "sensor_readings".into(),
+            load_retry_seconds: 30,
+            run_lease_seconds: 30,
         }
     }
 }
@@ -94,7 +103,7 @@ pub async fn serve(
 }
 
 /// Serves ingest on `listener` until `shutdown` resolves; then stops its consumers (flushing
-/// what they hold) and its runs.
+/// what they hold) and gives its runs back for another replica.
 pub async fn serve_on(
     config: Config,
     ingest: IngestConfig,
@@ -105,53 +114,43 @@ pub async fn serve_on(
     let storage = Storage::start(&config.storage(), "ingest", migrations()).await?;
     let telemetry = telemetry::Telemetry::connect(&config.telemetry_endpoint(), config.rpc_timeout(), &config.token())?;
     let osem = opensensemap::OpenSenseMap::new(&ingest.opensensemap_url, telemetry.clone())?;
-    let runs = runs::Runs::new(storage.db.clone(), HashMap::from([opensensemap::loader(osem)]));
-
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let stop = move || {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|stop| *stop).await;
-        }
+    // This replica's name: the owner of its runs, its consumer name in the sensor stream.
+    let replica = outpost_kit::worker::consumer_name();
+    let options = runs::RunsOptions {
+        owner: replica.clone(),
+        lease: Duration::from_secs(ingest.run_lease_seconds),
+        retry_spacing: Duration::from_secs(ingest.load_retry_seconds),
     };
+    let runs = runs::Runs::new(storage.db.clone(), HashMap::from([opensensemap::loader(osem)]), options);
+    tracing::info!(replica = %replica, "ingest replica starting");
+
+    let stop = CancellationToken::new();
     let mut background = JoinSet::new();
+    // Once the database is there, and then every third of the run lease: renews this
+    // replica's runs, and takes over those a stopped replica left (never failing them all).
+    background.spawn(runs.clone().maintain(stop.clone()));
     if let Some(url) = storage.redis_url() {
         let channel = format!("{}{}", storage.namespace(), ingest.sensor_channel);
         background.spawn(pubsub::consume_channel(
             url.to_string(),
             channel,
             telemetry.clone(),
-            stop(),
+            stop.clone().cancelled_owned(),
         ));
     }
-    let queue = storage.stream_queue(&ingest.sensor_stream, stream::GROUP, QueueOptions::default());
-    let dead = storage.stream_queue(
-        &stream::dead_letter_key(&ingest.sensor_stream),
-        stream::GROUP,
-        QueueOptions::default(),
-    );
-    if let (Some(queue), Some(dead)) = (queue, dead) {
-        let options = StreamOptions::new(stream::consumer_name());
-        background.spawn(consume_stream(queue, dead, telemetry.clone(), options, stop()));
+    if let Some(queue) = storage.stream_queue(&ingest.sensor_stream, stream::GROUP, stream::queue_options()) {
+        let options = stream::worker_options(replica.clone());
+        background.spawn(stream::consume(queue, telemetry.clone(), options, stop.clone()));
     }
     if ingest.opensensemap_interval_seconds > 0 {
         let every = Duration::from_secs(ingest.opensensemap_interval_seconds);
-        background.spawn(opensensemap::schedule(runs.clone(), every, stop()));
+        background.spawn(opensensemap::schedule(
+            runs.clone(),
+            every,
+            stop.clone().cancelled_owned(),
+        ));
     }
 
-    // Once the database is there: runs a stopped process left unfinished.
-    background.spawn({
-        let (runs, db, stopped) = (runs.clone(), storage.db.clone(), stop());
-        async move {
-            tokio::select! {
-                () = db.ready() => {}
-                () = stopped => return,
-            }
-            if let Err(err) = runs.fail_interrupted().await {
-                tracing::error!(error = %err, "marking interrupted runs failed");
-            }
-        }
-    });
     // Redis feeds the sensor consumers in the background: without it, ingest still serves
     // its calls (degraded). Telemetry is where every reading goes: required.
     let mut dependencies = storage.dependencies_optional(&[outpost_kit::storage::dependency::REDIS]);
@@ -164,7 +163,7 @@ pub async fn serve_on(
     // server's drain of in-flight calls does not wait for them.
     let stopping = async {
         shutdown.await;
-        let _ = stop_tx.send(true);
+        stop.cancel();
         runs.stop_all();
     };
     let db = storage.db.clone();
@@ -175,7 +174,7 @@ pub async fn serve_on(
         .starting_until(move || db.state())
         .serve(listener, stopping)
         .await;
-    let _ = stop_tx.send(true);
+    stop.cancel();
     // Calls have drained: posted messages still queued are written before the process ends.
     posts.close().await;
     runs.shutdown(SHUTDOWN_GRACE).await;

@@ -66,11 +66,15 @@ pub struct Run {
     pub started_at: Option<i64>,
     /// Ended, µs.
     pub ended_at: Option<i64>,
+    /// The replica running it while it is pending or running (empty when none does).
+    pub owner: String,
+    /// How often another replica took it over after the one running it stopped.
+    pub restarts: i64,
 }
 
 impl Run {
-    /// A new pending run.
-    pub fn pending(id: String, source: Source, parameters: BTreeMap<String, String>, now: i64) -> Run {
+    /// A new pending run that `owner` runs.
+    pub fn pending(id: String, source: Source, parameters: BTreeMap<String, String>, now: i64, owner: &str) -> Run {
         Run {
             id,
             source,
@@ -84,6 +88,8 @@ impl Run {
             created_at: now,
             started_at: None,
             ended_at: None,
+            owner: owner.to_string(),
+            restarts: 0,
         }
     }
 
@@ -129,6 +135,12 @@ impl Run {
             create_time: Some(to_timestamp(self.created_at)),
             start_time: to_timestamp_opt(self.started_at),
             end_time: to_timestamp_opt(self.ended_at),
+            owner: if self.is_finished() {
+                String::new()
+            } else {
+                self.owner.clone()
+            },
+            restarts: i32::try_from(self.restarts).unwrap_or(i32::MAX),
         }
     }
 }
@@ -200,7 +212,7 @@ mod tests {
         for state in [RunState::Pending, RunState::Running, RunState::Cancelled] {
             assert_eq!(state_from_name(state_name(state)), Some(state));
         }
-        let mut run = Run::pending("r1".into(), Source::Opensensemap, BTreeMap::new(), 5);
+        let mut run = Run::pending("r1".into(), Source::Opensensemap, BTreeMap::new(), 5, "host-1-a");
         for i in 0..150 {
             run.push_error(format!("box {i}"), "bad");
         }
@@ -209,5 +221,8 @@ mod tests {
         assert_eq!(pb.name, "runs/r1");
         assert_eq!(pb.state, RunState::Pending as i32);
         assert!(pb.start_time.is_none());
+        assert_eq!(pb.owner, "host-1-a");
+        run.state = RunState::Succeeded;
+        assert_eq!(run.to_pb().owner, "", "a finished run has no owner");
     }
 }

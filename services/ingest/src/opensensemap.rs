@@ -18,8 +18,8 @@ use crate::boxes::{self, BoxDevice, BoxOutcome};
 use crate::metrics;
 use crate::progress::RunHandle;
 use crate::reading::Reading;
-use crate::runs::{Loader, Runs};
-use crate::telemetry::{Telemetry, is_transient};
+use crate::runs::{Created, Loader, Runs};
+use crate::telemetry::{Fate, Telemetry, is_transient};
 
 /// Largest answer taken from openSenseMap.
 pub const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
@@ -124,18 +124,21 @@ impl OpenSenseMap {
             }
         }
         let readings: Vec<pb::Reading> = batch.iter().map(|(_, reading)| reading.to_telemetry()).collect();
-        let isolated = self
+        let fates = self
             .telemetry
-            .write_isolating(&readings)
+            .write_bisecting(&readings)
             .await
-            .map_err(|s| anyhow::anyhow!("telemetry did not take readings: {}", s.message()))?;
-        for (index, status) in &isolated.refused {
-            run.add_failed(
-                format!("box {}", batch[*index].0.id),
-                format!("telemetry refused it: {}", status.message()),
-            );
+            .map_err(|s| anyhow::anyhow!("telemetry did not take readings: {}", s.message()))?
+            .fates;
+        for (index, fate) in fates.iter().enumerate() {
+            let why = match fate {
+                Fate::Written => continue,
+                Fate::Refused(status) => format!("telemetry refused it: {}", status.message()),
+                Fate::Failed(status) => format!("telemetry failed on it: {}", status.message()),
+            };
+            run.add_failed(format!("box {}", batch[index].0.id), why);
         }
-        let committed = (readings.len() - isolated.refused.len()) as i64;
+        let committed = fates.iter().filter(|fate| fate.is_written()).count() as i64;
         run.add_created(committed);
         metrics::readings(metrics::source::OPENSENSEMAP, committed as u64);
         batch.clear();
@@ -204,8 +207,9 @@ fn cause(error: &reqwest::Error) -> String {
     source.to_string()
 }
 
-/// Creates an openSenseMap run every `every` (the first right away) until `stop` resolves,
-/// unless one is still loading.
+/// Creates an openSenseMap run every `every` (the first right away) until `stop` resolves. A
+/// load in progress, or started by any replica within the last nine tenths of `every`, is
+/// joined instead, so replicas with the same schedule load about once per `every` together.
 pub async fn schedule(runs: Runs, every: Duration, stop: impl Future<Output = ()> + Send) {
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -215,12 +219,15 @@ pub async fn schedule(runs: Runs, every: Duration, stop: impl Future<Output = ()
             _ = ticks.tick() => {}
             () = &mut stop => return,
         }
-        if runs.is_loading(Source::Opensensemap) {
-            tracing::info!("scheduled openSenseMap load skipped: the last one is still loading");
-            continue;
-        }
-        match runs.create(Source::Opensensemap, BTreeMap::new()).await {
-            Ok(run) => tracing::info!(run = %run.id, "scheduled openSenseMap load started"),
+        let since = outpost_kit::time::now_micros() - crate::runs::micros(every * 9 / 10);
+        match runs.create(Source::Opensensemap, BTreeMap::new(), Some(since)).await {
+            Ok(Created::New(run)) => tracing::info!(run = %run.id, "scheduled openSenseMap load started"),
+            Ok(Created::Joined(run)) => {
+                tracing::info!(run = %run.id, "scheduled openSenseMap load joins one started already")
+            }
+            Ok(Created::RecentlyFailed { run, retry_in }) => tracing::info!(
+                run = %run.id, ?retry_in, "scheduled openSenseMap load not started: the last one failed recently"
+            ),
             Err(err) => tracing::warn!(error = %err, "scheduled openSenseMap load not started"),
         }
     }

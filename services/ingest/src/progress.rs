@@ -21,8 +21,11 @@ pub const FLUSH_EVERY: Duration = Duration::from_millis(250);
 pub enum StopReason {
     /// A client cancelled it.
     Cancelled,
-    /// The process is shutting down.
+    /// The process is shutting down: the run is given back for another replica.
     Shutdown,
+    /// This replica no longer owns the run (it could not renew its lease in time and another
+    /// replica took it over, or it ended elsewhere).
+    Lost,
 }
 
 /// A run this process is running or about to run.
@@ -68,6 +71,7 @@ impl LiveRun {
         let code = match reason {
             StopReason::Cancelled => 1,
             StopReason::Shutdown => 2,
+            StopReason::Lost => 3,
         };
         let _ = self.stop.compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire);
         self.stopped.notify_waiters();
@@ -78,6 +82,7 @@ impl LiveRun {
         match self.stop.load(Ordering::Acquire) {
             1 => Some(StopReason::Cancelled),
             2 => Some(StopReason::Shutdown),
+            3 => Some(StopReason::Lost),
             _ => None,
         }
     }
@@ -153,7 +158,8 @@ impl RunHandle {
     }
 
     /// Writes the progress to SQL unless that was done less than [`FLUSH_EVERY`] ago. A run
-    /// found no longer running in SQL (cancelled by another process) is asked to stop.
+    /// found no longer running in SQL, or no longer this replica's (cancelled, or taken over),
+    /// is asked to stop.
     pub async fn checkpoint(&self) -> Result<()> {
         {
             let mut last = self.last_flush.lock().unwrap_or_else(|e| e.into_inner());

@@ -10,13 +10,13 @@ use std::time::Duration;
 
 use deadpool_redis::redis::{self, aio::PubSub};
 use futures::{FutureExt as _, StreamExt as _};
+use outpost_kit::backoff::Backoff;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::backoff::Backoff;
 use crate::metrics;
 use crate::reading::{Reading, parse_sensor_message};
-use crate::telemetry::Telemetry;
+use crate::telemetry::{Fate, Telemetry};
 
 /// Readings per telemetry write, at most.
 pub const MAX_BATCH: usize = 1000;
@@ -131,22 +131,30 @@ async fn write_batches(mut rx: mpsc::Receiver<Reading>, telemetry: Telemetry, st
 }
 
 /// Writes one batch, retrying transient failures with backoff (until `stop`, when the batch
-/// is tried once more and then given up); readings telemetry refuses are counted malformed.
+/// is tried once more and then given up); readings telemetry does not take (found by
+/// bisection) are counted malformed.
 async fn write(telemetry: &Telemetry, batch: &[outpost_api::telemetry::v1::Reading], stop: impl Future<Output = ()>) {
     tokio::pin!(stop);
     let mut stopping = false;
     let mut backoff = Backoff::default();
     loop {
-        match telemetry.write_isolating(batch).await {
-            Ok(isolated) => {
-                metrics::malformed(metrics::source::PUBSUB, isolated.refused.len() as u64);
-                for (index, status) in &isolated.refused {
-                    tracing::warn!(reading = ?batch[*index], error = %status.message(), "telemetry refused a reading");
+        match telemetry.write_bisecting(batch).await {
+            Ok(bisected) => {
+                let mut written = 0;
+                for (index, fate) in bisected.fates.iter().enumerate() {
+                    match fate {
+                        Fate::Written => written += 1,
+                        // Pub/sub delivers once: what telemetry did not take is lost.
+                        Fate::Refused(status) | Fate::Failed(status) => {
+                            metrics::malformed(metrics::source::PUBSUB, 1);
+                            tracing::warn!(reading = ?batch[index], error = %status.message(), "telemetry did not take a reading");
+                        }
+                    }
                 }
-                metrics::readings(metrics::source::PUBSUB, (batch.len() - isolated.refused.len()) as u64);
+                metrics::readings(metrics::source::PUBSUB, written);
                 return;
             }
-            // write_isolating fails only with a transient error: try again unless stopping.
+            // write_bisecting fails only with a transient error: try again unless stopping.
             Err(status) if stopping => {
                 tracing::error!(readings = batch.len(), error = %status.message(), "sensor readings lost");
                 return;

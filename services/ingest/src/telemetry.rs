@@ -58,25 +58,45 @@ impl Telemetry {
     }
 
     /// Writes readings like [`Telemetry::write`]; when telemetry refuses the batch (not a
-    /// transient failure), writes them one by one and returns the refused ones by index with
-    /// why. A transient failure is returned as is: nothing is known to be refused.
-    pub async fn write_isolating(&self, readings: &[pb::Reading]) -> Result<Isolated, Status> {
-        match self.write(readings).await {
-            Ok(()) => return Ok(Isolated::default()),
-            Err(status) if is_transient(&status) => return Err(status),
-            Err(status) => {
-                tracing::warn!(error = %status.message(), "telemetry refused a batch; writing it one by one")
+    /// transient failure), finds the readings it refuses by bisection: the batch is split in
+    /// halves, and each half that fails is split again, down to single readings (about
+    /// 2·log2(n) calls for one bad reading among n). Returns how each reading fared. A
+    /// transient failure is returned as is (what was written meanwhile is written again
+    /// idempotently on the next try).
+    ///
+    /// At most [`MAX_BISECT_CALLS`] calls are made: when telemetry fails everything, readings
+    /// whose ranges were not tried alone are [`Fate::Failed`], to be tried again later.
+    pub async fn write_bisecting(&self, readings: &[pb::Reading]) -> Result<Bisected, Status> {
+        let mut fates = vec![Fate::Written; readings.len()];
+        let mut ranges = vec![(0, readings.len())];
+        let mut calls = 0;
+        while let Some((start, end)) = ranges.pop() {
+            if start == end {
+                continue;
             }
-        }
-        let mut isolated = Isolated::default();
-        for (index, reading) in readings.iter().enumerate() {
-            match self.write(std::slice::from_ref(reading)).await {
+            if calls == MAX_BISECT_CALLS {
+                let status = Status::internal("not isolated: telemetry refused too many parts of the batch");
+                for fate in &mut fates[start..end] {
+                    *fate = Fate::Failed(status.clone());
+                }
+                continue;
+            }
+            calls += 1;
+            match self.write(&readings[start..end]).await {
                 Ok(()) => {}
                 Err(status) if is_transient(&status) => return Err(status),
-                Err(status) => isolated.refused.push((index, status)),
+                Err(status) if end - start == 1 => fates[start] = Fate::from_refusal(status),
+                Err(status) => {
+                    if calls == 1 {
+                        tracing::warn!(readings = readings.len(), error = %status.message(), "telemetry refused a batch; bisecting it");
+                    }
+                    let middle = start + (end - start) / 2;
+                    ranges.push((middle, end));
+                    ranges.push((start, middle));
+                }
             }
         }
-        Ok(isolated)
+        Ok(Bisected { fates, calls })
     }
 
     /// Creates a device; false when it exists already.
@@ -104,11 +124,43 @@ impl Telemetry {
     }
 }
 
-/// What [`Telemetry::write_isolating`] did.
-#[derive(Debug, Default)]
-pub struct Isolated {
-    /// Readings telemetry refused: their index in the batch, and why.
-    pub refused: Vec<(usize, Status)>,
+/// Calls [`Telemetry::write_bisecting`] makes for one batch, at most.
+pub const MAX_BISECT_CALLS: usize = 256;
+
+/// What [`Telemetry::write_bisecting`] did.
+#[derive(Debug)]
+pub struct Bisected {
+    /// How each reading fared, in the order given.
+    pub fates: Vec<Fate>,
+    /// `WriteReadings` calls it made (each of at most [`MAX_WRITE_BATCH`] readings).
+    pub calls: usize,
+}
+
+/// How one reading of a batch fared in [`Telemetry::write_bisecting`].
+#[derive(Clone, Debug)]
+pub enum Fate {
+    /// Committed.
+    Written,
+    /// Refused for good (telemetry says it is invalid): never to be tried again.
+    Refused(Status),
+    /// Not written: telemetry failed on it (`INTERNAL`, `UNKNOWN`) or it was not isolated.
+    /// Tried again later, a bounded number of times.
+    Failed(Status),
+}
+
+impl Fate {
+    /// Whether the reading was committed.
+    pub fn is_written(&self) -> bool {
+        matches!(self, Fate::Written)
+    }
+
+    /// The fate of a reading telemetry answered `status` for, alone.
+    fn from_refusal(status: Status) -> Fate {
+        match status.code() {
+            Code::Internal | Code::Unknown | Code::DataLoss => Fate::Failed(status),
+            _ => Fate::Refused(status),
+        }
+    }
 }
 
 /// The readings in slices telemetry takes in one call: at most [`MAX_WRITE_BATCH`] readings
@@ -150,18 +202,14 @@ fn dedupe(readings: &[pb::Reading]) -> Cow<'_, [pb::Reading]> {
     Cow::Owned(kept.map(|(_, reading)| reading.clone()).collect())
 }
 
-/// Whether a failed write may succeed when tried again later (telemetry or its database was
-/// unavailable, slow, overloaded or failing), as opposed to a batch telemetry refuses.
+/// Whether a failed call may succeed when tried again soon, with nothing changed: telemetry
+/// (or its database) was unavailable, slow or overloaded. `INTERNAL` and `UNKNOWN` are not:
+/// a batch that makes telemetry fail would fail again and again (see
+/// [`Telemetry::write_bisecting`]).
 pub fn is_transient(status: &Status) -> bool {
     matches!(
         status.code(),
-        Code::Unavailable
-            | Code::DeadlineExceeded
-            | Code::ResourceExhausted
-            | Code::Aborted
-            | Code::Unknown
-            | Code::Cancelled
-            | Code::Internal
+        Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted | Code::Aborted | Code::Cancelled
     )
 }
 
@@ -184,6 +232,7 @@ mod tests {
         let kept = dedupe(&repeated);
         assert_eq!(kept.iter().map(|r| r.value).collect::<Vec<_>>(), vec![2.0, 9.0]);
         assert!(is_transient(&Status::unavailable("down")) && !is_transient(&Status::invalid_argument("bad")));
+        assert!(!is_transient(&Status::internal("poison")) && !is_transient(&Status::unknown("?")));
         let many: Vec<pb::Reading> = (0..25_000).map(|i| reading("a", i, 1.0)).collect();
         let sizes: Vec<usize> = chunks(&many).iter().map(|c| c.len()).collect();
         assert_eq!(sizes, vec![10_000, 10_000, 5_000]);

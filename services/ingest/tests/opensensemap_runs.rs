@@ -6,11 +6,14 @@ mod common;
 use std::time::Duration;
 
 use futures::StreamExt as _;
+use outpost_api::ingest::v1::ingest_service_client::IngestServiceClient;
 use outpost_api::ingest::v1::{self as pb, RunState, Source};
 use outpost_api::telemetry::v1 as tpb;
 use outpost_ingest::IngestConfig;
 use outpost_kit::testing::backends;
 use tonic::Code;
+use tonic::transport::Channel;
+use tonic_types::StatusExt as _;
 
 use common::{Mesh, eventually, fixture_json, readings, serve_boxes, start};
 
@@ -40,17 +43,25 @@ fn osem(url: String) -> IngestConfig {
 }
 
 async fn create_run(mesh: &Mesh, parameters: &[(&str, &str)]) -> Result<pb::Run, tonic::Status> {
+    Ok(create(&mesh.ingest, parameters, None).await?.run.expect("run"))
+}
+
+/// CreateRun of openSenseMap with `parameters`, through `ingest`.
+async fn create(
+    ingest: &IngestServiceClient<Channel>,
+    parameters: &[(&str, &str)],
+    min_create_time: Option<prost_types::Timestamp>,
+) -> Result<pb::CreateRunResponse, tonic::Status> {
     let run = pb::Run {
         source: Source::Opensensemap as i32,
         parameters: parameters.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         ..Default::default()
     };
-    let response = mesh
-        .ingest
-        .clone()
-        .create_run(pb::CreateRunRequest { run: Some(run) })
-        .await?;
-    Ok(response.into_inner().run.expect("run"))
+    let request = pb::CreateRunRequest {
+        run: Some(run),
+        min_create_time,
+    };
+    Ok(ingest.clone().create_run(request).await?.into_inner())
 }
 
 /// Every message of WatchRun until the stream ends.
@@ -329,7 +340,10 @@ async fn a_running_load_can_be_cancelled_and_bad_requests_are_refused() {
         let unsupported = mesh
             .ingest
             .clone()
-            .create_run(pb::CreateRunRequest { run: Some(camera) })
+            .create_run(pb::CreateRunRequest {
+                run: Some(camera),
+                ..Default::default()
+            })
             .await;
         assert_eq!(unsupported.unwrap_err().code(), Code::Unimplemented);
         let missing = mesh
@@ -375,6 +389,152 @@ async fn boxes_are_loaded_on_the_configured_schedule() {
             runs.iter().all(|r| r.counts.unwrap().created == 25),
             "{}",
             backend.label
+        );
+    }
+}
+
+async fn list(mesh: &Mesh) -> Vec<pb::Run> {
+    let request = pb::ListRunsRequest {
+        source: Source::Opensensemap as i32,
+        ..Default::default()
+    };
+    mesh.ingest.clone().list_runs(request).await.unwrap().into_inner().runs
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_same_load_is_started_once_across_replicas() {
+    for backend in backends() {
+        let label = backend.label;
+        let slow = common::serve_boxes_with(|| async {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            b"[]".to_vec()
+        })
+        .await;
+        let mesh = start(&backend, osem(slow)).await;
+        let replica = mesh.start_replica().await;
+        // Twenty requests at once, half to each replica: one run, started once.
+        let calls = (0..20).map(|i| {
+            let ingest = if i % 2 == 0 { &mesh.ingest } else { &replica.ingest };
+            create(ingest, &[], None)
+        });
+        let answers = futures::future::try_join_all(calls).await.unwrap();
+        let names: std::collections::BTreeSet<&str> =
+            answers.iter().map(|a| a.run.as_ref().unwrap().name.as_str()).collect();
+        assert_eq!(names.len(), 1, "{label}: {names:?}");
+        assert_eq!(
+            answers.iter().filter(|a| !a.joined).count(),
+            1,
+            "{label}: one call started it, the others joined"
+        );
+        assert_eq!(list(&mesh).await.len(), 1, "{label}");
+
+        // Once it ended, the same load starts anew.
+        let name = names.into_iter().next().unwrap().to_string();
+        let request = pb::CancelRunRequest { name: name.clone() };
+        mesh.ingest.clone().cancel_run(request).await.unwrap();
+        let again = create(&replica.ingest, &[], None).await.unwrap();
+        assert!(!again.joined, "{label}");
+        assert_ne!(again.run.unwrap().name, name, "{label}");
+        replica.crash().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_load_is_not_started_again_before_the_retry_spacing() {
+    for backend in backends() {
+        let label = backend.label;
+        let config = IngestConfig {
+            load_retry_seconds: 3,
+            ..osem(common::unreachable_url().await)
+        };
+        let mesh = start(&backend, config).await;
+        let run = create_run(&mesh, &[]).await.unwrap();
+        let failed = watch_to_end(&mesh, &run.name).await.pop().unwrap();
+        assert_eq!(failed.state, RunState::Failed as i32, "{label}");
+
+        // Twelve more requests: none starts a run; each says which run failed, why, and when
+        // to ask again.
+        for _ in 0..12 {
+            let status = create(&mesh.ingest, &[], None).await.unwrap_err();
+            assert_eq!(status.code(), Code::Unavailable, "{label}: {status:?}");
+            let message = status.message();
+            assert!(
+                message.starts_with(&format!(
+                    "the last opensensemap load with these parameters ({}) failed: cannot reach openSenseMap",
+                    run.name
+                )),
+                "{label}: {message}"
+            );
+            assert!(message.ends_with("(OUTPOST_LOAD_RETRY_SECONDS)"), "{message}");
+            let retry = status
+                .get_details_retry_info()
+                .expect("retry info")
+                .retry_delay
+                .unwrap();
+            assert!(retry > Duration::ZERO && retry <= Duration::from_secs(3), "{retry:?}");
+            let resource = status.get_details_resource_info().expect("resource info");
+            assert_eq!(resource.resource_name, run.name);
+            assert_eq!(status.get_details_error_info().unwrap().reason, "LOAD_RECENTLY_FAILED");
+        }
+        assert_eq!(list(&mesh).await.len(), 1, "{label}: one failed run, not thirteen");
+
+        // After the spacing, it is tried again.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let retried = create(&mesh.ingest, &[], None).await.unwrap();
+        assert!(!retried.joined, "{label}");
+        assert_ne!(retried.run.unwrap().name, run.name);
+        assert_eq!(list(&mesh).await.len(), 2, "{label}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_load_started_since_a_caller_looked_answers_it() {
+    for backend in backends() {
+        let label = backend.label;
+        let mesh = start(&backend, osem(serve_boxes("sample_data.json").await)).await;
+        let looked = outpost_kit::time::to_timestamp(outpost_kit::time::now_micros());
+        let first = create(&mesh.ingest, &[], Some(looked)).await.unwrap();
+        assert!(!first.joined, "{label}");
+        let name = first.run.unwrap().name;
+        let ended = watch_to_end(&mesh, &name).await.pop().unwrap();
+        assert_eq!(ended.state, RunState::Succeeded as i32, "{label}");
+
+        // A caller that looked before that load started gets it, ended; a later one a new load.
+        let joined = create(&mesh.ingest, &[], Some(looked)).await.unwrap();
+        assert!(joined.joined, "{label}");
+        let joined_run = joined.run.unwrap();
+        assert_eq!(
+            (joined_run.name.as_str(), joined_run.state),
+            (name.as_str(), RunState::Succeeded as i32)
+        );
+        let later = outpost_kit::time::to_timestamp(outpost_kit::time::now_micros());
+        let new = create(&mesh.ingest, &[], Some(later)).await.unwrap();
+        assert!(!new.joined, "{label}");
+        assert_ne!(new.run.unwrap().name, name);
+
+        let bad_time = prost_types::Timestamp { seconds: 0, nanos: -1 };
+        let refused = create(&mesh.ingest, &[], Some(bad_time)).await.unwrap_err();
+        assert_eq!(refused.code(), Code::InvalidArgument);
+        assert!(
+            refused.message().starts_with("min_create_time:"),
+            "{}",
+            refused.message()
+        );
+        let many: Vec<(String, String)> = (0..17).map(|i| (format!("p{i}"), "x".to_string())).collect();
+        let many: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let refused = create(&mesh.ingest, &many, None).await.unwrap_err();
+        assert_eq!(refused.code(), Code::InvalidArgument);
+        assert!(
+            refused.message().starts_with("run.parameters: 17 parameters"),
+            "{}",
+            refused.message()
+        );
+        let long = "v".repeat(300);
+        let refused = create(&mesh.ingest, &[("date", &long)], None).await.unwrap_err();
+        assert!(
+            refused.message().starts_with("run.parameters.date:"),
+            "{}",
+            refused.message()
         );
     }
 }

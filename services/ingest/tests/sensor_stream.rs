@@ -1,7 +1,8 @@
 //! The sensor stream consumer: acks only after telemetry committed, loses nothing when a
-//! consumer dies mid-stream, dead-letters malformed entries. Driven directly on the backend's
-//! work queue (in-process when embedded, a Redis stream when external), and through the
-//! served consumer on Redis.
+//! consumer dies mid-stream, dead-letters malformed entries, and isolates a poison reading
+//! (one telemetry fails on) by bisection instead of retrying its batch forever. Driven
+//! directly on the backend's work queue (a table in SQLite when embedded, a Redis stream when
+//! external), and through the served consumer on Redis.
 
 mod common;
 
@@ -9,33 +10,32 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_redis::redis;
+use outpost_ingest::IngestConfig;
+use outpost_ingest::stream;
 use outpost_ingest::telemetry::Telemetry;
-use outpost_ingest::{IngestConfig, StreamOptions, consume_stream};
 use outpost_kit::storage::{QueueOptions, Storage, WorkQueue};
 use outpost_kit::testing::{TestBackend, backends};
-use tokio::sync::oneshot;
+use outpost_kit::worker::WorkerOptions;
+use tokio_util::sync::CancellationToken;
 
 use common::{Mesh, eventually, micros, readings, start};
 
 const BASE: i64 = 1_733_054_400; // 2024-12-01 12:00:00 UTC
 const LEASE: Duration = Duration::from_secs(1);
 
-/// A queue of `name` with a short lease, and its dead-letter queue.
-async fn queues(backend: &TestBackend, name: &str) -> (Arc<dyn WorkQueue>, Arc<dyn WorkQueue>) {
+/// A queue of `name` with a short lease (its dead letters with it).
+async fn queue(backend: &TestBackend, name: &str, max_deliveries: u64) -> Arc<dyn WorkQueue> {
     let storage = Storage::open(&backend.storage, "streamtest", outpost_ingest::migrations())
         .await
         .unwrap();
     let opts = QueueOptions {
         lease: LEASE,
+        max_deliveries,
         ..QueueOptions::default()
     };
-    let dead_name = format!("{name}:dead");
     match storage.redis() {
-        Some(_) => (
-            storage.stream_queue(name, "ingest", opts.clone()).unwrap(),
-            storage.stream_queue(&dead_name, "ingest", opts).unwrap(),
-        ),
-        None => (storage.queue(name, opts.clone()), storage.queue(&dead_name, opts)),
+        Some(_) => storage.stream_queue(name, "ingest", opts).unwrap(),
+        None => storage.queue(name, opts),
     }
 }
 
@@ -46,23 +46,20 @@ fn message(device: &str, second: i64, value: f64) -> Vec<u8> {
         .into_bytes()
 }
 
-/// Runs a consumer until the returned sender fires (or is dropped).
+/// Runs a consumer until the returned token is cancelled.
 fn spawn_consumer(
     queue: &Arc<dyn WorkQueue>,
-    dead: &Arc<dyn WorkQueue>,
     telemetry: Telemetry,
     name: &str,
     batch: usize,
-) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
-    let (stop, stopped) = oneshot::channel::<()>();
-    let options = StreamOptions {
-        consumer: name.into(),
+) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+    let stop = CancellationToken::new();
+    let options = WorkerOptions {
         batch,
         wait: Duration::from_millis(100),
+        ..stream::worker_options(name)
     };
-    let task = tokio::spawn(consume_stream(queue.clone(), dead.clone(), telemetry, options, async {
-        let _ = stopped.await;
-    }));
+    let task = tokio::spawn(stream::consume(queue.clone(), telemetry, options, stop.clone()));
     (stop, task)
 }
 
@@ -81,7 +78,7 @@ async fn drained(queue: &Arc<dyn WorkQueue>, what: &str) {
 async fn entries_are_acked_only_after_telemetry_committed() {
     for backend in backends() {
         let mesh = start(&backend, IngestConfig::default()).await;
-        let (queue, dead) = queues(&backend, "acktest").await;
+        let queue = queue(&backend, "acktest", 10).await;
         let payloads: Vec<Vec<u8>> = (0..20).map(|i| message("ack-dev", i, i as f64)).collect();
         queue.push_many(&payloads).await.unwrap();
 
@@ -91,7 +88,7 @@ async fn entries_are_acked_only_after_telemetry_committed() {
             &Default::default(),
         )
         .unwrap();
-        let (stop, task) = spawn_consumer(&queue, &dead, down, "down", 100);
+        let (stop, task) = spawn_consumer(&queue, down, "down", 100);
         tokio::time::sleep(Duration::from_millis(1500)).await;
         assert_eq!(
             queue.len().await.unwrap(),
@@ -99,11 +96,11 @@ async fn entries_are_acked_only_after_telemetry_committed() {
             "{}: nothing acked while telemetry is down",
             backend.label
         );
-        let _ = stop.send(());
+        stop.cancel();
         task.await.unwrap();
         assert!(readings(&mesh.telemetry, "ack-dev", "temperature").await.is_empty());
 
-        let (stop, task) = spawn_consumer(&queue, &dead, telemetry_of(&mesh), "up", 100);
+        let (stop, task) = spawn_consumer(&queue, telemetry_of(&mesh), "up", 100);
         drained(&queue, "the entries to be acked").await;
         assert_eq!(
             readings(&mesh.telemetry, "ack-dev", "temperature").await.len(),
@@ -111,7 +108,7 @@ async fn entries_are_acked_only_after_telemetry_committed() {
             "{}",
             backend.label
         );
-        let _ = stop.send(());
+        stop.cancel();
         task.await.unwrap();
     }
 }
@@ -120,7 +117,7 @@ async fn entries_are_acked_only_after_telemetry_committed() {
 async fn a_consumer_restarted_mid_stream_loses_nothing_and_duplicates_nothing() {
     for backend in backends() {
         let mesh = start(&backend, IngestConfig::default()).await;
-        let (queue, dead) = queues(&backend, "restarttest").await;
+        let queue = queue(&backend, "restarttest", 10).await;
         let malformed_before = outpost_ingest::metrics::malformed_count("stream");
         let mut payloads: Vec<Vec<u8>> = (0..600).map(|i| message("restart-dev", i, i as f64)).collect();
         payloads.extend((0..40).map(|i| message("restart-dev", i * 7, (i * 7) as f64)));
@@ -131,18 +128,18 @@ async fn a_consumer_restarted_mid_stream_loses_nothing_and_duplicates_nothing() 
         // another consumer pulls a batch of it and dies without acking.
         let rest = payloads.split_off(200);
         queue.push_many(&payloads).await.unwrap();
-        let (stop, task) = spawn_consumer(&queue, &dead, telemetry_of(&mesh), "first", 50);
+        let (stop, task) = spawn_consumer(&queue, telemetry_of(&mesh), "first", 50);
         drained(&queue, "the first part to be consumed").await;
-        let _ = stop.send(());
+        stop.cancel();
         task.await.unwrap();
         queue.push_many(&rest).await.unwrap();
         let crashed = queue.pull("crashed", 80, Duration::from_millis(100)).await.unwrap();
         assert_eq!(crashed.len(), 80, "{}", backend.label);
         drop(crashed);
 
-        let (stop, task) = spawn_consumer(&queue, &dead, telemetry_of(&mesh), "second", 200);
+        let (stop, task) = spawn_consumer(&queue, telemetry_of(&mesh), "second", 200);
         drained(&queue, "every entry to be acked").await;
-        let _ = stop.send(());
+        stop.cancel();
         task.await.unwrap();
 
         let stored = readings(&mesh.telemetry, "restart-dev", "temperature").await;
@@ -156,15 +153,28 @@ async fn a_consumer_restarted_mid_stream_loses_nothing_and_duplicates_nothing() 
         );
         assert!(stored.iter().all(|r| r.value == (micros(r) / 1_000_000 - BASE) as f64));
         assert_eq!(stored.len(), 600, "{}: no duplicates", backend.label);
+        let mut letters: Vec<(String, String)> = queue
+            .dead_letters(10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|l| (String::from_utf8(l.payload).unwrap(), l.error))
+            .collect();
+        letters.sort();
+        let fields: Vec<(&str, &str)> = letters
+            .iter()
+            .map(|(payload, error)| (payload.as_str(), error.split(':').next().unwrap()))
+            .collect();
         assert_eq!(
-            dead.len().await.unwrap(),
-            3,
-            "{}: malformed entries dead-lettered",
+            fields,
+            [
+                ("not json", "message"),
+                ("{\"sensor\": \"temperature\", \"value\": \"warm\"}", "value"),
+                ("{\"value\": 1, \"timestamp\": \"2024-12-01 12:00:00\"}", "sensor"),
+            ],
+            "{}: malformed entries dead-lettered with the field at fault",
             backend.label
         );
-        let letter = dead.pull("inspector", 10, Duration::from_millis(100)).await.unwrap();
-        let letter: serde_json::Value = serde_json::from_slice(&letter[0].payload).unwrap();
-        assert!(letter["error"].as_str().unwrap().starts_with("value:"), "{letter}");
         assert!(outpost_ingest::metrics::malformed_count("stream") >= malformed_before + 3);
     }
 }
@@ -224,5 +234,45 @@ async fn the_served_consumer_takes_entries_of_foreign_producers() {
             }
         })
         .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_poison_reading_is_isolated_and_dead_lettered_while_its_batch_is_written() {
+    for backend in backends() {
+        let label = backend.label;
+        let mesh = start(&backend, IngestConfig::default()).await;
+        common::poison_value(&mesh, &backend, 666.0).await;
+        let queue = queue(&backend, "poisontest", 3).await;
+        let mut payloads: Vec<Vec<u8>> = (0..300).map(|i| message("poison-dev", i, i as f64)).collect();
+        for at in [77, 201] {
+            payloads[at] = message("poison-dev", at as i64, 666.0);
+        }
+        queue.push_many(&payloads).await.unwrap();
+        let (stop, task) = spawn_consumer(&queue, telemetry_of(&mesh), "poison", 1000);
+        drained(&queue, "every entry settled").await;
+        stop.cancel();
+        task.await.unwrap();
+
+        let stored = readings(&mesh.telemetry, "poison-dev", "temperature").await;
+        let seconds: Vec<i64> = stored.iter().map(|r| micros(r) / 1_000_000 - BASE).collect();
+        let expected: Vec<i64> = (0..300).filter(|s| ![77, 201].contains(s)).collect();
+        assert_eq!(seconds, expected, "{label}: the rest of the batch is written");
+        let letters = queue.dead_letters(10).await.unwrap();
+        let payloads: Vec<&[u8]> = letters.iter().map(|l| l.payload.as_slice()).collect();
+        assert_eq!(
+            payloads,
+            [
+                message("poison-dev", 77, 666.0).as_slice(),
+                message("poison-dev", 201, 666.0).as_slice()
+            ],
+            "{label}"
+        );
+        assert!(
+            letters
+                .iter()
+                .all(|l| l.error == "delivered 3 times without being acked" && l.deliveries == 3),
+            "{label}: tried again a bounded number of times, then dead-lettered: {letters:?}"
+        );
     }
 }

@@ -71,8 +71,7 @@ pub async fn start_with(backend: &TestBackend, ingest: IngestConfig, tweak: impl
 
     tweak(&mut config);
     let (ingest_stop, ingest_task, ingest_addr) = spawn_ingest(&config, &ingest).await;
-    let ingest_client =
-        IngestServiceClient::new(connect(&format!("http://{ingest_addr}"), outpost_api::names::INGEST).await);
+    let ingest_client = serving_ingest(ingest_addr).await;
     Mesh {
         ingest: ingest_client,
         telemetry,
@@ -119,7 +118,36 @@ impl Mesh {
     pub async fn restart_ingest(&mut self) {
         let (stop, task, addr) = spawn_ingest(&self.config, &self.ingest_config).await;
         (self.ingest_stop, self.ingest_task, self.ingest_addr) = (stop, task, addr);
-        self.ingest = IngestServiceClient::new(connect(&format!("http://{addr}"), outpost_api::names::INGEST).await);
+        self.ingest = serving_ingest(addr).await;
+    }
+}
+
+/// Another ingest replica over the same storage and telemetry; stops when dropped.
+pub struct Replica {
+    pub ingest: IngestServiceClient<Channel>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+impl Replica {
+    /// Stops the replica as a crash would.
+    pub async fn crash(self) {
+        self.task.abort();
+    }
+}
+
+impl Mesh {
+    /// Starts another ingest replica with the same settings.
+    pub async fn start_replica(&self) -> Replica {
+        let (stop, task, addr) = spawn_ingest(&self.config, &self.ingest_config).await;
+        let ingest = serving_ingest(addr).await;
+        Replica { ingest, stop, task }
     }
 }
 
@@ -131,6 +159,12 @@ pub fn external_backends() -> Vec<TestBackend> {
         eprintln!("note: skipped: this test needs Redis, the external backend (OUTPOST_TEST_* variables)");
     }
     external
+}
+
+/// A client of the ingest at `addr`, once it serves (its storage open and migrated: replicas
+/// started one after the other never migrate an SQLite file at the same time).
+async fn serving_ingest(addr: SocketAddr) -> IngestServiceClient<Channel> {
+    IngestServiceClient::new(connect(&format!("http://{addr}"), outpost_api::names::INGEST).await)
 }
 
 /// A channel to `service` at `url`, once it serves (servers take a moment to open their storage).
@@ -255,4 +289,40 @@ pub async fn metric(addr: SocketAddr, name: &str, labels: &str) -> f64 {
         .filter(|line| line.starts_with(name) && line.contains(labels))
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
+}
+
+/// Makes telemetry's database fail on readings of `value` (a trigger that raises an error), as
+/// a poison message would: telemetry answers INTERNAL for every write that holds one.
+pub async fn poison_value(mesh: &Mesh, backend: &TestBackend, value: f64) {
+    use outpost_kit::storage::{Backend, Db};
+    // Telemetry answers once it has migrated its database.
+    let request = tpb::ListDevicesRequest::default();
+    eventually(Duration::from_secs(30), "telemetry to serve", || {
+        let mut telemetry = mesh.telemetry.clone();
+        let request = request.clone();
+        async move { telemetry.list_devices(request).await.ok().map(|_| ()) }
+    })
+    .await;
+    let db = Db::connect(&backend.storage, "telemetry", &outpost_telemetry::migrations())
+        .await
+        .unwrap();
+    let statements = match db.backend() {
+        Backend::Sqlite => vec![format!(
+            "CREATE TRIGGER poison BEFORE INSERT ON readings WHEN NEW.value = {value} \
+             BEGIN SELECT RAISE(ABORT, 'poison reading'); END"
+        )],
+        Backend::Postgres => vec![
+            format!(
+                "CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+                 IF NEW.value = {value} THEN RAISE EXCEPTION 'poison reading'; END IF; RETURN NEW; END $$"
+            ),
+            "CREATE TRIGGER poison BEFORE INSERT ON readings FOR EACH ROW EXECUTE FUNCTION poison()".to_string(),
+        ],
+    };
+    for statement in statements {
+        sqlx::query(sqlx::AssertSqlSafe(statement))
+            .execute(db.pool())
+            .await
+            .unwrap();
+    }
 }
