@@ -6,6 +6,7 @@ mod common;
 
 use common::{answer, get, post};
 
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -380,6 +381,48 @@ async fn sensebox_routes() {
         let (status, body) = get(&http, format!("{base}/snapshots/not-an-id")).await;
         assert_eq!(status, 404, "{label}: {body}");
 
+        mesh.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn temperature_with_opensensemap_unreachable_makes_one_failed_run() {
+    for backend in outpost_kit::testing::backends() {
+        let label = backend.label;
+        let unreachable = {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            format!("http://{}", listener.local_addr().unwrap())
+        };
+        let mesh = common::start_with(&backend, |cli| cli.ingest.opensensemap_url = unreachable).await;
+        let http = Client::new();
+        let base = &mesh.base;
+        let mut first_run = None;
+        for i in 0..12 {
+            let (status, body) = get(&http, format!("{base}/temperature")).await;
+            assert_eq!(status, 503, "{label}: {body}");
+            let message = body["error"]["message"].as_str().unwrap();
+            assert!(message.starts_with("no fresh temperature readings"), "{label}: {body}");
+            assert!(message.contains("cannot reach openSenseMap"), "{label}: says why: {body}");
+            let details = body["error"]["details"].as_array().unwrap();
+            let run = details
+                .iter()
+                .find_map(|d| d["resourceName"].as_str())
+                .unwrap()
+                .to_string();
+            assert!(message.contains(&run), "{label}: names the run: {body}");
+            if i > 0 {
+                let retry = details.iter().find_map(|d| d["retryDelay"].as_str());
+                assert!(retry.is_some_and(|r| r.ends_with('s')), "{label}: says when to ask again: {body}");
+            }
+            assert_eq!(first_run.get_or_insert(run.clone()), &run, "{label}: the same failed run");
+        }
+        let (status, runs) = get(&http, format!("{base}/api/v1/runs")).await;
+        assert_eq!(status, 200, "{label}: {runs}");
+        assert_eq!(
+            runs["runs"].as_array().unwrap().len(),
+            1,
+            "{label}: one failed run, not one per request: {runs}"
+        );
         mesh.stop().await;
     }
 }

@@ -3,12 +3,12 @@
 //! gateway's own).
 //!
 //! `/temperature` answers telemetry's cached aggregate of the boxes' current temperatures. When
-//! no box has a fresh reading, it has ingest load openSenseMap (one load at a time per gateway:
-//! concurrent requests wait for the same run), waits for it at most [`LOAD_WAIT`], and
-//! aggregates again.
+//! no box has a fresh reading, it asks ingest for an openSenseMap load (ingest runs one load at
+//! a time across its replicas: concurrent requests, from any gateway, join the same run, and a
+//! load that failed is not started again for `OUTPOST_LOAD_RETRY_SECONDS`), waits for it at
+//! most [`LOAD_WAIT`], and aggregates again.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use axum::Json;
 use axum::Router;
@@ -28,9 +28,6 @@ use outpost_api::telemetry::v1::telemetry_service_client::TelemetryServiceClient
 use outpost_api::telemetry::v1::{self as telemetry};
 use outpost_kit::client::{Traced, retry};
 use serde_json::{Value, json};
-use tokio::sync::{Mutex, watch};
-use tokio::time::Instant;
-use tracing::Instrument as _;
 
 use super::{health, rfc3339, run_detail};
 use crate::Upstreams;
@@ -44,31 +41,6 @@ const KIND: &str = "temperature";
 const SNAPSHOT_KIND: &str = "snapshot";
 /// How long `/temperature` waits for an openSenseMap load.
 pub const LOAD_WAIT: Duration = Duration::from_secs(20);
-/// How long a load is followed at most (then the next request starts another).
-const LOAD_FOLLOW_LIMIT: Duration = Duration::from_secs(15 * 60);
-
-/// An openSenseMap load in ingest: its run and, once it ended, how.
-#[derive(Clone)]
-struct Load {
-    run: String,
-    created: Instant,
-    outcome: watch::Receiver<Option<Result<ingest::Run, ApiError>>>,
-}
-
-impl Load {
-    /// Whether it ended (or is no longer followed).
-    fn finished(&self) -> bool {
-        self.outcome.borrow().is_some() || self.outcome.has_changed().is_err()
-    }
-
-    /// The run once it ended.
-    async fn wait(mut self) -> Result<ingest::Run, ApiError> {
-        match self.outcome.wait_for(Option::is_some).await {
-            Ok(outcome) => outcome.clone().expect("waited for it"),
-            Err(_) => Err(ApiError::internal(format!("following the run {} stopped", self.run))),
-        }
-    }
-}
 
 #[derive(Clone)]
 struct SenseBox {
@@ -76,7 +48,6 @@ struct SenseBox {
     telemetry: TelemetryServiceClient<Traced>,
     ingest: IngestServiceClient<Traced>,
     media: MediaServiceClient<Traced>,
-    load: Arc<Mutex<Option<Load>>>,
 }
 
 /// The senseBox routes.
@@ -86,7 +57,6 @@ pub fn routes(upstreams: &Upstreams) -> Router {
         telemetry: TelemetryServiceClient::new(upstreams.telemetry.clone()),
         ingest: IngestServiceClient::new(upstreams.ingest.clone()),
         media: MediaServiceClient::new(upstreams.media.clone()),
-        load: Arc::new(Mutex::new(None)),
     };
     Router::new()
         .route("/health", get(health_route))
@@ -116,56 +86,34 @@ impl SenseBox {
         Ok(response.into_inner())
     }
 
-    /// The openSenseMap load in flight or started since `observed` (when the caller found no
-    /// fresh readings), or a new one.
-    async fn load(&self, observed: Instant) -> Result<Load, ApiError> {
-        let mut slot = self.load.lock().await;
-        if let Some(load) = slot.as_ref()
-            && (!load.finished() || load.created >= observed)
-        {
-            return Ok(load.clone());
-        }
-        let created = Instant::now();
+    /// The openSenseMap load in progress or started since `observed` (when the caller found
+    /// no fresh readings), or a new one: ingest decides, across its replicas.
+    async fn load(&self, observed: SystemTime) -> Result<ingest::Run, ApiError> {
         let request = ingest::CreateRunRequest {
             run: Some(ingest::Run {
                 source: Source::Opensensemap as i32,
                 ..Default::default()
             }),
+            min_create_time: Some(observed.into()),
         };
-        // Not retried: each call starts a run.
-        let run = self
-            .ingest
-            .clone()
-            .create_run(request)
-            .await?
-            .into_inner()
-            .run
-            .ok_or_else(|| ApiError::internal("ingest created no run"))?;
-        tracing::info!(run = %run.name, "loading opensensemap: no fresh temperature readings");
-        let (tx, outcome) = watch::channel(None);
-        let (ingest, name) = (self.ingest.clone(), run.name.clone());
-        tokio::spawn(
-            async move {
-                let outcome = tokio::time::timeout(LOAD_FOLLOW_LIMIT, follow(ingest, name.clone()))
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(ApiError::new(
-                            StatusCode::GATEWAY_TIMEOUT,
-                            "DEADLINE_EXCEEDED",
-                            format!("the opensensemap load {name} did not end within {LOAD_FOLLOW_LIMIT:?}"),
-                        ))
-                    });
-                let _ = tx.send(Some(outcome));
+        // Not retried: a call may start a run.
+        let created = match self.ingest.clone().create_run(request).await {
+            Ok(created) => created.into_inner(),
+            // The last load failed moments ago: ingest says which, why, and when to ask again.
+            Err(status) if status.code() == tonic::Code::Unavailable && !status.details().is_empty() => {
+                let error = ApiError::from(status);
+                return Err(ApiError {
+                    message: format!("no fresh temperature readings: {}", error.message),
+                    ..error
+                });
             }
-            .in_current_span(),
-        );
-        let load = Load {
-            run: run.name,
-            created,
-            outcome,
+            Err(status) => return Err(status.into()),
         };
-        *slot = Some(load.clone());
-        Ok(load)
+        let run = created.run.ok_or_else(|| ApiError::internal("ingest created no run"))?;
+        if !created.joined {
+            tracing::info!(run = %run.name, "loading opensensemap: no fresh temperature readings");
+        }
+        Ok(run)
     }
 }
 
@@ -208,23 +156,27 @@ fn answer(aggregate: &telemetry::AggregateReadingsResponse) -> Option<Value> {
 /// `GET /temperature`: the average of the boxes' fresh temperatures with its status; loads
 /// openSenseMap first when there are none.
 async fn temperature(State(state): State<SenseBox>) -> Result<Json<Value>, ApiError> {
-    let observed = Instant::now();
+    let observed = SystemTime::now();
     if let Some(body) = answer(&state.aggregate().await?) {
         return Ok(Json(body));
     }
-    let load = state.load(observed).await?;
-    let run = load.run.clone();
-    let ended = match tokio::time::timeout(LOAD_WAIT, load.wait()).await {
-        Ok(ended) => ended?,
-        Err(_) => {
-            return Err(ApiError::new(
-                StatusCode::GATEWAY_TIMEOUT,
-                "DEADLINE_EXCEEDED",
-                format!(
-                    "no fresh temperature readings yet: the opensensemap load {run} is still running; ask again later"
-                ),
-            )
-            .with_details(run_detail(&run)));
+    let run = state.load(observed).await?;
+    let name = run.name.clone();
+    let ended = if is_finished(&run) {
+        run
+    } else {
+        match tokio::time::timeout(LOAD_WAIT, follow(state.ingest.clone(), name.clone())).await {
+            Ok(ended) => ended?,
+            Err(_) => {
+                return Err(ApiError::new(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "DEADLINE_EXCEEDED",
+                    format!(
+                        "no fresh temperature readings yet: the opensensemap load {name} is still running; ask again later"
+                    ),
+                )
+                .with_details(run_detail(&name)));
+            }
         }
     };
     if let Some(body) = answer(&state.aggregate().await?) {
@@ -240,9 +192,9 @@ async fn temperature(State(state): State<SenseBox>) -> Result<Json<Value>, ApiEr
         _ => format!("failed: {}", ended.failure),
     };
     Err(ApiError::unavailable(format!(
-        "no fresh temperature readings: the opensensemap load {run} {how}"
+        "no fresh temperature readings: the opensensemap load {name} {how}"
     ))
-    .with_details(run_detail(&run)))
+    .with_details(run_detail(&name)))
 }
 
 /// `POST /store`: a snapshot of the current temperatures in the object store; 201
@@ -368,35 +320,13 @@ mod tests {
         assert_eq!(answer(&aggregate(Some(0.0), 0)), None);
     }
 
-    #[tokio::test]
-    async fn a_load_is_finished_once_it_ended_or_is_no_longer_followed() {
-        let (tx, outcome) = watch::channel(None);
-        let load = Load {
-            run: "runs/a".into(),
-            created: Instant::now(),
-            outcome,
-        };
-        assert!(!load.finished());
-        let ended = ingest::Run {
-            name: "runs/a".into(),
-            state: RunState::Succeeded as i32,
+    #[test]
+    fn finished_runs_are_told_apart() {
+        let run = |state: RunState| ingest::Run {
+            state: state as i32,
             ..Default::default()
         };
-        tx.send(Some(Ok(ended.clone()))).unwrap();
-        assert!(load.finished());
-        assert_eq!(load.clone().wait().await.unwrap(), ended);
-
-        let (tx, outcome) = watch::channel(None);
-        let abandoned = Load {
-            run: "runs/b".into(),
-            created: Instant::now(),
-            outcome,
-        };
-        drop(tx);
-        assert!(abandoned.finished());
-        assert_eq!(
-            abandoned.wait().await.unwrap_err().status,
-            StatusCode::INTERNAL_SERVER_ERROR
-        );
+        assert!(is_finished(&run(RunState::Failed)) && is_finished(&run(RunState::Succeeded)));
+        assert!(!is_finished(&run(RunState::Pending)) && !is_finished(&run(RunState::Running)));
     }
 }
