@@ -62,7 +62,10 @@ impl Round {
             .env("OUTPOST_DATA_DIR", self.data_dir.path())
             .env("OUTPOST_LOG", "warn")
             .env("OUTPOST_TELEMETRY_ADDR", format!("127.0.0.1:{}", self.telemetry_port))
-            .env("OUTPOST_TELEMETRY_URL", format!("http://127.0.0.1:{}", self.telemetry_port))
+            .env(
+                "OUTPOST_TELEMETRY_URL",
+                format!("http://127.0.0.1:{}", self.telemetry_port),
+            )
             .env(format!("OUTPOST_{}_ADDR", role.to_uppercase()), &addr)
             .stdout(Stdio::null())
             .spawn()?;
@@ -121,11 +124,8 @@ async fn pending(redis: &mut MultiplexedConnection, key: &str) -> anyhow::Result
 
 /// Entries not yet acked: pending plus not yet delivered (the group's lag).
 async fn unfinished(redis: &mut MultiplexedConnection, key: &str) -> anyhow::Result<u64> {
-    let groups: Vec<Vec<(String, redis::Value)>> = redis::cmd("XINFO")
-        .arg("GROUPS")
-        .arg(key)
-        .query_async(redis)
-        .await?;
+    let groups: Vec<Vec<(String, redis::Value)>> =
+        redis::cmd("XINFO").arg("GROUPS").arg(key).query_async(redis).await?;
     for group in groups {
         let fields: HashMap<String, redis::Value> = group.into_iter().collect();
         if matches!(fields.get("name"), Some(redis::Value::BulkString(b)) if b == GROUP.as_bytes()) {
@@ -140,8 +140,13 @@ async fn unfinished(redis: &mut MultiplexedConnection, key: &str) -> anyhow::Res
 }
 
 fn message(i: u64) -> String {
-    let time = chrono::DateTime::from_timestamp(1_700_000_000 + i as i64, 0).unwrap().to_rfc3339();
-    format!(r#"{{"device":"redelivery","sensor":"temperature","value":{},"timestamp":"{time}"}}"#, i % 40)
+    let time = chrono::DateTime::from_timestamp(1_700_000_000 + i as i64, 0)
+        .unwrap()
+        .to_rfc3339();
+    format!(
+        r#"{{"device":"redelivery","sensor":"temperature","value":{},"timestamp":"{time}"}}"#,
+        i % 40
+    )
 }
 
 /// One round; returns (re-delivered, drained) after the kill.
@@ -157,7 +162,12 @@ async fn round(round: &Round, entries: u64, pg: &sqlx::PgPool) -> anyhow::Result
     signal(&telemetry, "STOP")?;
     let mut pipe = redis::pipe();
     for i in 0..entries {
-        pipe.cmd("XADD").arg(&key).arg("*").arg("payload").arg(message(i)).ignore();
+        pipe.cmd("XADD")
+            .arg(&key)
+            .arg("*")
+            .arg("payload")
+            .arg(message(i))
+            .ignore();
     }
     pipe.query_async::<()>(&mut redis).await?;
     let a_port = free_port()?;
@@ -189,7 +199,10 @@ async fn round(round: &Round, entries: u64, pg: &sqlx::PgPool) -> anyhow::Result
         if unfinished(&mut redis, &key).await? == 0 {
             break killed.elapsed();
         }
-        anyhow::ensure!(killed.elapsed() < Duration::from_secs(180), "not drained within 3 minutes");
+        anyhow::ensure!(
+            killed.elapsed() < Duration::from_secs(180),
+            "not drained within 3 minutes"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let redelivered = redelivered.unwrap_or(drained);
@@ -217,7 +230,10 @@ async fn main() -> anyhow::Result<()> {
     let entries: u64 = setting("OUTPOST_BENCH_ENTRIES", 15_000);
     let rounds: u32 = setting("OUTPOST_BENCH_ROUNDS", 3);
     let binary = setting("OUTPOST_BENCH_BINARY", env!("CARGO_BIN_EXE_outpost").to_string());
-    let pg = sqlx::postgres::PgPoolOptions::new().max_connections(2).connect(&postgres).await?;
+    let pg = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect(&postgres)
+        .await?;
     println!("re-delivery after kill -9: {entries} entries held by the killed consumer, {rounds} rounds ({binary})");
 
     let mut results = Vec::new();
@@ -234,9 +250,11 @@ async fn main() -> anyhow::Result<()> {
         let result = round(&this, entries, &pg).await;
         // Leave nothing behind, whatever happened.
         for service in ["telemetry", "ingest"] {
-            sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {namespace}{service} CASCADE")))
-                .execute(&pg)
-                .await?;
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP SCHEMA IF EXISTS {namespace}{service} CASCADE"
+            )))
+            .execute(&pg)
+            .await?;
         }
         let client = redis::Client::open(redis_url.as_str())?;
         let mut redis = client.get_multiplexed_async_connection().await?;
@@ -259,7 +277,11 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "target: re-delivered within 15 s: worst {:.1} s ({}); drained at worst {:.1} s after the kill",
         worst.as_secs_f64(),
-        if worst <= Duration::from_secs(15) { "met" } else { "not met" },
+        if worst <= Duration::from_secs(15) {
+            "met"
+        } else {
+            "not met"
+        },
         worst_drained.as_secs_f64()
     );
     Ok(())

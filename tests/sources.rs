@@ -6,7 +6,6 @@ mod common;
 
 use common::{answer, get, post};
 
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -402,7 +401,10 @@ async fn temperature_with_opensensemap_unreachable_makes_one_failed_run() {
             assert_eq!(status, 503, "{label}: {body}");
             let message = body["error"]["message"].as_str().unwrap();
             assert!(message.starts_with("no fresh temperature readings"), "{label}: {body}");
-            assert!(message.contains("cannot reach openSenseMap"), "{label}: says why: {body}");
+            assert!(
+                message.contains("cannot reach openSenseMap"),
+                "{label}: says why: {body}"
+            );
             let details = body["error"]["details"].as_array().unwrap();
             let run = details
                 .iter()
@@ -412,9 +414,16 @@ async fn temperature_with_opensensemap_unreachable_makes_one_failed_run() {
             assert!(message.contains(&run), "{label}: names the run: {body}");
             if i > 0 {
                 let retry = details.iter().find_map(|d| d["retryDelay"].as_str());
-                assert!(retry.is_some_and(|r| r.ends_with('s')), "{label}: says when to ask again: {body}");
+                assert!(
+                    retry.is_some_and(|r| r.ends_with('s')),
+                    "{label}: says when to ask again: {body}"
+                );
             }
-            assert_eq!(first_run.get_or_insert(run.clone()), &run, "{label}: the same failed run");
+            assert_eq!(
+                first_run.get_or_insert(run.clone()),
+                &run,
+                "{label}: the same failed run"
+            );
         }
         let (status, runs) = get(&http, format!("{base}/api/v1/runs")).await;
         assert_eq!(status, 200, "{label}: {runs}");

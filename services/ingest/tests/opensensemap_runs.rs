@@ -458,9 +458,10 @@ async fn a_failed_load_is_not_started_again_before_the_retry_spacing() {
             let status = create(&mesh.ingest, &[], None).await.unwrap_err();
             assert_eq!(status.code(), Code::Unavailable, "{label}: {status:?}");
             let message = status.message();
+            // (Prefixed with the service's name, as every UNAVAILABLE of a service itself.)
             assert!(
                 message.starts_with(&format!(
-                    "the last opensensemap load with these parameters ({}) failed: cannot reach openSenseMap",
+                    "ingest: the last opensensemap load with these parameters ({}) failed: cannot reach openSenseMap",
                     run.name
                 )),
                 "{label}: {message}"

@@ -92,6 +92,7 @@ async fn queued_work_survives_a_sigkill_of_its_process() {
             redis_url: std::env::var(CHILD_REDIS).ok(),
             s3: None,
             namespace: std::env::var(CHILD_NAMESPACE).unwrap(),
+            acquire_timeout: outpost_kit::config::MAX_ACQUIRE_TIMEOUT,
         };
         return child(config).await;
     }

@@ -303,7 +303,7 @@ pub async fn poison_value(mesh: &Mesh, backend: &TestBackend, value: f64) {
         async move { telemetry.list_devices(request).await.ok().map(|_| ()) }
     })
     .await;
-    let db = Db::connect(&backend.storage, "telemetry", &outpost_telemetry::migrations())
+    let db = Db::connect(&backend.storage, "telemetry", outpost_telemetry::migrations())
         .await
         .unwrap();
     let statements = match db.backend() {
