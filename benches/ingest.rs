@@ -7,6 +7,8 @@
 //! (postgres://postgres@127.0.0.1:5432/test), OUTPOST_BENCH_REDIS_URL (redis://127.0.0.1:6379),
 //! OUTPOST_BENCH_READINGS (1000000), OUTPOST_BENCH_SINGLE_INSERTS (20000), OUTPOST_BENCH_DEVICES (1000).
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -17,10 +19,6 @@ use tokio::net::TcpListener;
 /// The same allocator as the `outpost` binary.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-fn setting<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
 
 /// The i-th reading: devices in turn, one reading per device per second from a fixed start.
 fn reading(i: u64, devices: u64) -> (String, i64, f64) {
@@ -41,14 +39,10 @@ fn rate(n: u64, elapsed: Duration) -> f64 {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let postgres = setting(
-        "OUTPOST_BENCH_POSTGRES_URL",
-        "postgres://postgres@127.0.0.1:5432/test".to_string(),
-    );
-    let redis_url = setting("OUTPOST_BENCH_REDIS_URL", "redis://127.0.0.1:6379".to_string());
-    let n: u64 = setting("OUTPOST_BENCH_READINGS", 1_000_000);
-    let singles: u64 = setting("OUTPOST_BENCH_SINGLE_INSERTS", 20_000);
-    let devices: u64 = setting("OUTPOST_BENCH_DEVICES", 1000);
+    let (postgres, redis_url) = common::backends();
+    let n: u64 = common::setting("OUTPOST_BENCH_READINGS", 1_000_000);
+    let singles: u64 = common::setting("OUTPOST_BENCH_SINGLE_INSERTS", 20_000);
+    let devices: u64 = common::setting("OUTPOST_BENCH_DEVICES", 1000);
     let namespace = format!("bench{:06x}_", rand::random::<u32>() & 0xff_ffff);
     println!("ingest benchmark: {n} readings over {devices} devices, namespace {namespace}");
 

@@ -12,6 +12,8 @@
 //! OUTPOST_BENCH_ENTRIES (15000), OUTPOST_BENCH_ROUNDS (3), OUTPOST_BENCH_BINARY (the `outpost`
 //! binary to run, default this build's).
 
+mod common;
+
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -20,10 +22,6 @@ use deadpool_redis::redis::{self, aio::MultiplexedConnection};
 
 const STREAM: &str = "sensor_readings";
 const GROUP: &str = "ingest";
-
-fn setting<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
 
 fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
@@ -222,14 +220,10 @@ async fn round(round: &Round, entries: u64, pg: &sqlx::PgPool) -> anyhow::Result
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let postgres = setting(
-        "OUTPOST_BENCH_POSTGRES_URL",
-        "postgres://postgres@127.0.0.1:5432/test".to_string(),
-    );
-    let redis_url = setting("OUTPOST_BENCH_REDIS_URL", "redis://127.0.0.1:6379".to_string());
-    let entries: u64 = setting("OUTPOST_BENCH_ENTRIES", 15_000);
-    let rounds: u32 = setting("OUTPOST_BENCH_ROUNDS", 3);
-    let binary = setting("OUTPOST_BENCH_BINARY", env!("CARGO_BIN_EXE_outpost").to_string());
+    let (postgres, redis_url) = common::backends();
+    let entries: u64 = common::setting("OUTPOST_BENCH_ENTRIES", 15_000);
+    let rounds: u32 = common::setting("OUTPOST_BENCH_ROUNDS", 3);
+    let binary = common::setting("OUTPOST_BENCH_BINARY", env!("CARGO_BIN_EXE_outpost").to_string());
     let pg = sqlx::postgres::PgPoolOptions::new()
         .max_connections(2)
         .connect(&postgres)
