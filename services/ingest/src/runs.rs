@@ -142,12 +142,13 @@ impl Runs {
             if let Some(active) = store::active_run(db, source, &parameters).await? {
                 return Ok(Created::Joined(self.current(active)));
             }
-            let since = min_create_time.unwrap_or(i64::MAX);
-            let (newest, ended) = store::latest_runs(db, source, &parameters, since).await?;
-            if let Some(run) = newest {
+            if let Some(since) = min_create_time
+                && let Some(run) = store::run_since(db, source, &parameters, since).await?
+            {
                 return Ok(Created::Joined(self.current(run)));
             }
             let now = now_micros();
+            let ended = store::last_ended_run(db, source, &parameters).await?;
             if let Some(run) = ended.filter(|run| run.state == RunState::Failed)
                 && let Some(retry_in) = self.retry_in(&run, now)
             {

@@ -108,42 +108,43 @@ pub async fn active_run(db: &Db, source: Source, parameters: &BTreeMap<String, S
     Ok(row.as_ref().map(run_row).transpose()?)
 }
 
-/// The newest run of `source` with `parameters` created at or after `since` (µs), and the
-/// newest of those that ended, in any state.
-pub async fn latest_runs(
+/// The newest run of `source` with `parameters` created at or after `since` (µs), in any
+/// state.
+pub async fn run_since(
     db: &Db,
     source: Source,
     parameters: &BTreeMap<String, String>,
     since: i64,
-) -> Result<(Option<Run>, Option<Run>)> {
-    let newest = concat!(
+) -> Result<Option<Run>> {
+    let sql = concat!(
         "SELECT ",
         run_columns!(),
         " FROM runs WHERE source = $1 AND parameters = $2 AND created_at >= $3 ORDER BY created_at DESC LIMIT 1"
     );
-    let ended = concat!(
+    let row = sqlx::query(sql)
+        .bind(model::source_name(source))
+        .bind(parameters_key(parameters))
+        .bind(since)
+        .fetch_optional(db.pool())
+        .await?;
+    Ok(row.as_ref().map(run_row).transpose()?)
+}
+
+/// The newest run of `source` with `parameters` that ended.
+pub async fn last_ended_run(db: &Db, source: Source, parameters: &BTreeMap<String, String>) -> Result<Option<Run>> {
+    let sql = concat!(
         "SELECT ",
         run_columns!(),
         " FROM runs WHERE source = $1 AND parameters = $2 AND state NOT IN ",
         active!(),
         " ORDER BY created_at DESC LIMIT 1"
     );
-    let (source, parameters) = (model::source_name(source), parameters_key(parameters));
-    let newest = sqlx::query(newest)
-        .bind(source)
-        .bind(&parameters)
-        .bind(since)
+    let row = sqlx::query(sql)
+        .bind(model::source_name(source))
+        .bind(parameters_key(parameters))
         .fetch_optional(db.pool())
         .await?;
-    let ended = sqlx::query(ended)
-        .bind(source)
-        .bind(&parameters)
-        .fetch_optional(db.pool())
-        .await?;
-    Ok((
-        newest.as_ref().map(run_row).transpose()?,
-        ended.as_ref().map(run_row).transpose()?,
-    ))
+    Ok(row.as_ref().map(run_row).transpose()?)
 }
 
 /// A page of runs, newest first (ties by id, descending), optionally of one source and in one

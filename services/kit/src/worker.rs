@@ -182,6 +182,7 @@ async fn handle(
     let handling = std::panic::AssertUnwindSafe(handler.handle(&batch, stop)).catch_unwind();
     tokio::pin!(handling);
     let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let outcomes = loop {
         tokio::select! {
             outcomes = &mut handling => break outcomes,
