@@ -39,7 +39,7 @@ fn rate(n: u64, elapsed: Duration) -> f64 {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let (postgres, redis_url) = common::backends();
+    let (postgres, redis_url) = (common::postgres_url(), common::redis_url());
     let n: u64 = common::setting("OUTPOST_BENCH_READINGS", 1_000_000);
     let singles: u64 = common::setting("OUTPOST_BENCH_SINGLE_INSERTS", 20_000);
     let devices: u64 = common::setting("OUTPOST_BENCH_DEVICES", 1000);

@@ -220,7 +220,7 @@ async fn round(round: &Round, entries: u64, pg: &sqlx::PgPool) -> anyhow::Result
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let (postgres, redis_url) = common::backends();
+    let (postgres, redis_url) = (common::postgres_url(), common::redis_url());
     let entries: u64 = common::setting("OUTPOST_BENCH_ENTRIES", 15_000);
     let rounds: u32 = common::setting("OUTPOST_BENCH_ROUNDS", 3);
     let binary = common::setting("OUTPOST_BENCH_BINARY", env!("CARGO_BIN_EXE_outpost").to_string());

@@ -7,6 +7,8 @@
 //! (postgres://postgres@127.0.0.1:5432/test), OUTPOST_BENCH_CONNECTIONS (32),
 //! OUTPOST_BENCH_SECONDS (10 per measurement).
 
+mod common;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -20,10 +22,6 @@ use tokio::net::TcpListener;
 /// The same allocator as the `outpost` binary.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-fn setting<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
 
 /// Distinct timestamps for every message of a run: a counter of seconds from a fixed start.
 static NEXT: AtomicU64 = AtomicU64::new(0);
@@ -145,12 +143,9 @@ async fn one_insert_per_message(State(pool): State<PgPool>, body: String) -> (ht
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let postgres = setting(
-        "OUTPOST_BENCH_POSTGRES_URL",
-        "postgres://postgres@127.0.0.1:5432/test".to_string(),
-    );
-    let connections: usize = setting("OUTPOST_BENCH_CONNECTIONS", 32);
-    let seconds: u64 = setting("OUTPOST_BENCH_SECONDS", 10);
+    let postgres = common::postgres_url();
+    let connections: usize = common::setting("OUTPOST_BENCH_CONNECTIONS", 32);
+    let seconds: u64 = common::setting("OUTPOST_BENCH_SECONDS", 10);
     let namespace = format!("bench{:06x}_", rand::random::<u32>() & 0xff_ffff);
     println!("P8 small writes: {connections} connections, {seconds} s a measurement, namespace {namespace}");
 

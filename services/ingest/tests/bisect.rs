@@ -69,7 +69,12 @@ async fn a_refused_batch_is_bisected_to_its_bad_readings() {
         assert_eq!(bisected.calls, 1, "{label}: a good batch is one call");
         assert!(bisected.fates.iter().all(Fate::is_written));
 
-        let down = Telemetry::connect(&common::unreachable_url().await, Duration::from_secs(1), &Default::default()).unwrap();
+        let down = Telemetry::connect(
+            &common::unreachable_url().await,
+            Duration::from_secs(1),
+            &Default::default(),
+        )
+        .unwrap();
         let status = down.write_bisecting(&clean).await.unwrap_err();
         assert_eq!(
             status.code(),
