@@ -7,6 +7,7 @@ use clap::{Parser, ValueEnum};
 use outpost_ingest::IngestConfig;
 use outpost_kit::config::Config;
 use outpost_kit::server::bind;
+use outpost_media::MediaConfig;
 use outpost_telemetry::TelemetryConfig;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -41,6 +42,8 @@ pub struct Cli {
     pub ingest: IngestConfig,
     #[command(flatten)]
     pub telemetry: TelemetryConfig,
+    #[command(flatten)]
+    pub media: MediaConfig,
 }
 
 /// Listeners of the whole mesh, bound before anything starts.
@@ -88,14 +91,15 @@ pub async fn run(cli: Cli, shutdown: impl Future<Output = ()> + Send + 'static) 
         config,
         ingest,
         telemetry,
+        media,
     } = cli;
     match role {
         Role::All => {
             let listeners = Listeners::bind(&config).await?;
-            run_all_on(config, ingest, telemetry, listeners, shutdown).await
+            run_all_on(config, ingest, telemetry, media, listeners, shutdown).await
         }
         Role::Ingest => outpost_ingest::serve(config, ingest, shutdown).await,
-        Role::Media => outpost_media::serve(config, shutdown).await,
+        Role::Media => outpost_media::serve(config, media, shutdown).await,
         Role::Telemetry => outpost_telemetry::serve(config, telemetry, shutdown).await,
         Role::Plotting => outpost_plotting::serve(config, shutdown).await,
         Role::Gateway => {
@@ -111,6 +115,7 @@ pub async fn run_all_on(
     config: Config,
     ingest: IngestConfig,
     telemetry: TelemetryConfig,
+    media_config: MediaConfig,
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
@@ -132,7 +137,7 @@ pub async fn run_all_on(
     let mut parts = tokio::task::JoinSet::new();
     parts.spawn(named(
         "media",
-        outpost_media::serve_on(config.clone(), media, stopped()),
+        outpost_media::serve_on(config.clone(), media_config, media, stopped()),
     ));
     parts.spawn(named(
         "telemetry",

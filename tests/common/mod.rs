@@ -40,6 +40,7 @@ pub async fn spawn_with(backend: &TestBackend, adjust: impl FnOnce(&mut Cli)) ->
         cli.config,
         cli.ingest,
         cli.telemetry,
+        cli.media,
         listeners,
         async {
             let _ = stopped.await;

@@ -18,7 +18,7 @@ async fn start(backend: &TestBackend) -> Running {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(outpost_media::serve_on(backend.config(), listener, async {
+    let task = tokio::spawn(outpost_media::serve_on(backend.config(), Default::default(), listener, async {
         let _ = stopped.await;
     }));
     outpost_kit::client::wait_serving(

@@ -67,6 +67,7 @@ pub async fn start_media(backend: &TestBackend) -> String {
     let url = format!("http://{}", listener.local_addr().expect("address"));
     let server = tokio::spawn(outpost_media::serve_on(
         backend.config(),
+        outpost_media::MediaConfig::default(),
         listener,
         std::future::pending(),
     ));

@@ -1,0 +1,185 @@
+//! Thumbnails: the image decoded within limits, scaled to at most [`THUMBNAIL_SIDE`] pixels on
+//! its longer side, EXIF orientation applied, and encoded as a JPEG (a PNG when the image has
+//! transparency). Decoding is CPU work: [`Thumbnailer`] runs it on the blocking pool, a bounded
+//! number at a time, so uploads never starve the async runtime.
+
+use std::io::Cursor;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use image::codecs::jpeg::JpegEncoder;
+use image::{DynamicImage, ImageDecoder, ImageReader, Limits};
+use outpost_kit::error::{Error, Result};
+use tokio::sync::Semaphore;
+
+use crate::upload::{Content, check_complete, corrupt};
+
+/// The longer side of a thumbnail, in pixels.
+pub const THUMBNAIL_SIDE: u32 = 320;
+/// JPEG quality of thumbnails.
+const JPEG_QUALITY: u8 = 80;
+
+/// A thumbnail's bytes and what they are.
+#[derive(Clone, Debug)]
+pub struct Thumbnail {
+    /// The encoded bytes.
+    pub bytes: Bytes,
+    /// `image/jpeg` or `image/png`.
+    pub content_type: &'static str,
+    /// Pixels.
+    pub width: u32,
+    /// Pixels.
+    pub height: u32,
+}
+
+/// Makes the thumbnail of an image whose header declared `width` × `height` (already checked
+/// against the pixel bound). Decoding errors (a truncated or corrupt file) are
+/// `INVALID_ARGUMENT` naming `content`.
+pub fn make(content: &Content, width: u32, height: u32) -> Result<Thumbnail> {
+    check_complete(content)?;
+    let mut reader = ImageReader::with_format(Cursor::new(&content.bytes[..]), content.format.image_format());
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(width);
+    limits.max_image_height = Some(height);
+    // The pixels at up to 16 bits per channel, RGBA, plus the decoder's own buffers.
+    limits.max_alloc = Some(u64::from(width) * u64::from(height) * 8 + (64 << 20));
+    reader.limits(limits);
+    let mut decoder = reader.into_decoder().map_err(|e| corrupt(content.format, e))?;
+    let orientation = decoder.orientation().map_err(|e| corrupt(content.format, e))?;
+    let image = DynamicImage::from_decoder(decoder).map_err(|e| corrupt(content.format, e))?;
+    let mut small = if image.width() > THUMBNAIL_SIDE || image.height() > THUMBNAIL_SIDE {
+        image.thumbnail(THUMBNAIL_SIDE, THUMBNAIL_SIDE)
+    } else {
+        image
+    };
+    // Scaling first, so the rotation moves the thumbnail's pixels, not the original's.
+    small.apply_orientation(orientation);
+    encode(&small)
+}
+
+fn encode(image: &DynamicImage) -> Result<Thumbnail> {
+    let mut out = Vec::new();
+    let content_type = if image.color().has_alpha() {
+        image
+            .write_to(&mut Cursor::new(&mut out), image::ImageFormat::Png)
+            .map_err(|e| Error::Internal(anyhow::anyhow!("encoding a png thumbnail: {e}")))?;
+        "image/png"
+    } else {
+        let rgb = image.to_rgb8();
+        JpegEncoder::new_with_quality(&mut out, JPEG_QUALITY)
+            .encode_image(&rgb)
+            .map_err(|e| Error::Internal(anyhow::anyhow!("encoding a jpeg thumbnail: {e}")))?;
+        "image/jpeg"
+    };
+    Ok(Thumbnail {
+        bytes: out.into(),
+        content_type,
+        width: image.width(),
+        height: image.height(),
+    })
+}
+
+/// Makes thumbnails on the blocking pool, at most `permits` at once.
+#[derive(Clone, Debug)]
+pub struct Thumbnailer {
+    permits: Arc<Semaphore>,
+}
+
+impl Thumbnailer {
+    /// A thumbnailer that decodes at most `permits` images at once.
+    pub fn new(permits: usize) -> Self {
+        Self {
+            permits: Arc::new(Semaphore::new(permits.max(1))),
+        }
+    }
+
+    /// One per CPU.
+    pub fn per_cpu() -> Self {
+        Self::new(std::thread::available_parallelism().map_or(2, usize::from))
+    }
+
+    /// [`make`], off the async runtime.
+    pub async fn make(&self, content: Content, width: u32, height: u32) -> Result<Thumbnail> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| Error::Unavailable("the thumbnailer is shutting down".into()))?;
+        tokio::task::spawn_blocking(move || make(&content, width, height))
+            .await
+            .map_err(|e| Error::Internal(anyhow::anyhow!("making a thumbnail: {e}")))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing;
+    use crate::upload::{Format, Receiver, dimensions};
+
+    fn content(bytes: Vec<u8>) -> Content {
+        let mut receiver = Receiver::new(64 << 20);
+        receiver.push(&bytes).unwrap();
+        receiver.finish().unwrap()
+    }
+
+    #[test]
+    fn thumbnails_fit_320_pixels_and_follow_the_exif_orientation() {
+        let plain = content(testing::jpeg(1000, 500, 1, 85, None));
+        assert_eq!(plain.format, Format::Jpeg);
+        let (w, h) = dimensions(&plain, 50_000_000).unwrap();
+        assert_eq!((w, h), (1000, 500));
+        let thumb = make(&plain, w, h).unwrap();
+        assert_eq!((thumb.width, thumb.height, thumb.content_type), (320, 160, "image/jpeg"));
+
+        // Orientation 6: the camera was turned; the picture is shown rotated 90° clockwise.
+        let turned = content(testing::jpeg(1000, 500, 1, 85, Some(6)));
+        let thumb = make(&turned, 1000, 500).unwrap();
+        assert_eq!((thumb.width, thumb.height), (160, 320));
+        let decoded = image::load_from_memory(&thumb.bytes).unwrap().to_rgb8();
+        // The red quarter (top-left of the stored pixels) is now top-right.
+        let top_right = decoded.get_pixel(150, 10);
+        let top_left = decoded.get_pixel(5, 10);
+        assert!(top_right[0] > 150 && top_left[0] < 100, "{top_right:?} {top_left:?}");
+
+        let small = content(testing::png(100, 40, true));
+        let thumb = make(&small, 100, 40).unwrap();
+        assert_eq!((thumb.width, thumb.height, thumb.content_type), (100, 40, "image/png"));
+    }
+
+    #[test]
+    fn bombs_truncated_and_corrupt_files_are_refused_by_reason() {
+        let bomb = content(testing::png_header(100_000, 100_000));
+        let err = dimensions(&bomb, 50_000_000).unwrap_err().to_string();
+        assert!(err.contains("100000 × 100000 pixels is more than"), "{err}");
+
+        let jpeg = testing::jpeg(800, 600, 3, 85, None);
+        let truncated = content(jpeg[..jpeg.len() / 2].to_vec());
+        let (w, h) = dimensions(&truncated, 50_000_000).unwrap();
+        let err = make(&truncated, w, h).unwrap_err().to_string();
+        assert!(err.starts_with("content: a truncated or corrupt image/jpeg file"), "{err}");
+
+        let png = testing::png(300, 200, false);
+        let truncated = content(png[..png.len() - 100].to_vec());
+        let err = dimensions(&truncated, 50_000_000)
+            .and_then(|(w, h)| make(&truncated, w, h))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("content: a truncated or corrupt image/png file"), "{err}");
+
+        let mut gif = Vec::new();
+        let frame = image::RgbaImage::from_pixel(64, 48, image::Rgba([1, 2, 3, 255]));
+        image::codecs::gif::GifEncoder::new(&mut gif)
+            .encode_frame(image::Frame::new(frame))
+            .unwrap();
+        let whole = content(gif.clone());
+        assert_eq!(whole.format, Format::Gif);
+        assert!(make(&whole, 64, 48).is_ok());
+        let truncated = content(gif[..gif.len() / 2].to_vec());
+        let err = dimensions(&truncated, 50_000_000)
+            .and_then(|(w, h)| make(&truncated, w, h))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("content: a truncated or corrupt image/gif file"), "{err}");
+    }
+}
