@@ -41,7 +41,6 @@ fn object_to_pb(info: ObjectInfo) -> pb::StoredObject {
     }
 }
 
-
 fn detection_from_pb(detection: Option<pb::Detection>) -> Option<Detection> {
     detection.map(|d| Detection {
         probability: d.probability,
@@ -55,7 +54,9 @@ fn image_to_pb(image: Image) -> pb::Image {
     let detection = image.detection.map(|d| pb::Detection {
         probability: d.probability,
         has_subject: d.has_subject,
-        r#box: d.bbox.map(|[x, y, width, height]| pb::BoundingBox { x, y, width, height }),
+        r#box: d
+            .bbox
+            .map(|[x, y, width, height]| pb::BoundingBox { x, y, width, height }),
         model: d.model,
     });
     pb::Image {
@@ -210,10 +211,7 @@ impl MediaService for MediaApi {
         }))
     }
 
-    async fn get_image(
-        &self,
-        request: Request<pb::GetImageRequest>,
-    ) -> Result<Response<pb::GetImageResponse>, Status> {
+    async fn get_image(&self, request: Request<pb::GetImageRequest>) -> Result<Response<pb::GetImageResponse>, Status> {
         let id = images::parse_name("name", &request.into_inner().name)?;
         let image = self.images.get(&id).await?;
         Ok(Response::new(pb::GetImageResponse {
@@ -266,8 +264,10 @@ impl MediaService for MediaApi {
                 sha256,
             })),
         };
-        Ok(Response::new(download(head, bytes, |chunk| pb::DownloadImageResponse {
-            part: Some(Part::Chunk(chunk)),
+        Ok(Response::new(download(head, bytes, |chunk| {
+            pb::DownloadImageResponse {
+                part: Some(Part::Chunk(chunk)),
+            }
         })))
     }
 

@@ -6,8 +6,8 @@ mod api;
 pub mod images;
 mod objects;
 pub mod review;
-pub mod testing;
 mod store;
+pub mod testing;
 pub mod thumbnails;
 pub mod upload;
 
@@ -61,7 +61,11 @@ pub fn migrations() -> Migrations {
 }
 
 /// Serves media on its configured address until `shutdown` resolves.
-pub async fn serve(config: Config, media: MediaConfig, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+pub async fn serve(
+    config: Config,
+    media: MediaConfig,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
     let listener = outpost_kit::server::bind("OUTPOST_MEDIA_ADDR", config.media_addr).await?;
     serve_on(config, media, listener, shutdown).await
 }
@@ -90,11 +94,7 @@ pub async fn serve_on(
         usize::try_from(media.review_batch_max).unwrap_or(usize::MAX),
         Duration::from_millis(media.review_batch_ms),
     );
-    let service = api::MediaApi::new(
-        ObjectStore::new(storage.db.clone(), objects),
-        images,
-        reviews.clone(),
-    );
+    let service = api::MediaApi::new(ObjectStore::new(storage.db.clone(), objects), images, reviews.clone());
     let grpc = MediaServiceServer::new(service)
         .max_decoding_message_size(MAX_OBJECT_BYTES + 64 * 1024)
         .max_encoding_message_size(MAX_OBJECT_BYTES + 64 * 1024);

@@ -130,7 +130,10 @@ mod tests {
         let (w, h) = dimensions(&plain, 50_000_000).unwrap();
         assert_eq!((w, h), (1000, 500));
         let thumb = make(&plain, w, h).unwrap();
-        assert_eq!((thumb.width, thumb.height, thumb.content_type), (320, 160, "image/jpeg"));
+        assert_eq!(
+            (thumb.width, thumb.height, thumb.content_type),
+            (320, 160, "image/jpeg")
+        );
 
         // Orientation 6: the camera was turned; the picture is shown rotated 90° clockwise.
         let turned = content(testing::jpeg(1000, 500, 1, 85, Some(6)));
@@ -157,7 +160,10 @@ mod tests {
         let truncated = content(jpeg[..jpeg.len() / 2].to_vec());
         let (w, h) = dimensions(&truncated, 50_000_000).unwrap();
         let err = make(&truncated, w, h).unwrap_err().to_string();
-        assert!(err.starts_with("content: a truncated or corrupt image/jpeg file"), "{err}");
+        assert!(
+            err.starts_with("content: a truncated or corrupt image/jpeg file"),
+            "{err}"
+        );
 
         let png = testing::png(300, 200, false);
         let truncated = content(png[..png.len() - 100].to_vec());
@@ -165,7 +171,10 @@ mod tests {
             .and_then(|(w, h)| make(&truncated, w, h))
             .unwrap_err()
             .to_string();
-        assert!(err.starts_with("content: a truncated or corrupt image/png file"), "{err}");
+        assert!(
+            err.starts_with("content: a truncated or corrupt image/png file"),
+            "{err}"
+        );
 
         let mut gif = Vec::new();
         let frame = image::RgbaImage::from_pixel(64, 48, image::Rgba([1, 2, 3, 255]));
@@ -180,6 +189,9 @@ mod tests {
             .and_then(|(w, h)| make(&truncated, w, h))
             .unwrap_err()
             .to_string();
-        assert!(err.starts_with("content: a truncated or corrupt image/gif file"), "{err}");
+        assert!(
+            err.starts_with("content: a truncated or corrupt image/gif file"),
+            "{err}"
+        );
     }
 }

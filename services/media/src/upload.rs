@@ -177,7 +177,10 @@ fn jpeg_is_complete(bytes: &[u8]) -> bool {
             0x01 | 0xD0..=0xD7 => continue,
             _ => {}
         }
-        let Some(length) = bytes.get(at..at + 2).map(|l| usize::from(u16::from_be_bytes([l[0], l[1]]))) else {
+        let Some(length) = bytes
+            .get(at..at + 2)
+            .map(|l| usize::from(u16::from_be_bytes([l[0], l[1]])))
+        else {
             return false;
         };
         at += length;
@@ -202,9 +205,7 @@ pub fn dimensions(content: &Content, max_pixels: u64) -> Result<(u32, u32)> {
     let mut limits = Limits::default();
     limits.max_alloc = Some(HEADER_ALLOC);
     reader.limits(limits);
-    let (width, height) = reader
-        .into_dimensions()
-        .map_err(|err| corrupt(content.format, err))?;
+    let (width, height) = reader.into_dimensions().map_err(|err| corrupt(content.format, err))?;
     if width == 0 || height == 0 {
         return Err(Error::invalid(
             "content",
@@ -215,9 +216,7 @@ pub fn dimensions(content: &Content, max_pixels: u64) -> Result<(u32, u32)> {
     if pixels > max_pixels {
         return Err(Error::invalid(
             "content",
-            format!(
-                "{width} × {height} pixels is more than the {max_pixels} allowed (OUTPOST_MAX_IMAGE_PIXELS)"
-            ),
+            format!("{width} × {height} pixels is more than the {max_pixels} allowed (OUTPOST_MAX_IMAGE_PIXELS)"),
         ));
     }
     Ok((width, height))

@@ -1,47 +1,11 @@
 //! Stored objects through the media service's gRPC API, on every test backend.
 
-use outpost_api::media::v1::{self as pb, media_service_client::MediaServiceClient};
-use outpost_kit::testing::{TestBackend, backends};
-use std::time::Duration;
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+mod common;
+
+use common::{Client, start};
+use outpost_api::media::v1 as pb;
+use outpost_kit::testing::backends;
 use tonic::Code;
-use tonic::transport::Channel;
-
-struct Running {
-    client: MediaServiceClient<Channel>,
-    stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
-
-async fn start(backend: &TestBackend) -> Running {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(outpost_media::serve_on(backend.config(), Default::default(), listener, async {
-        let _ = stopped.await;
-    }));
-    outpost_kit::client::wait_serving(
-        &format!("http://{addr}"),
-        outpost_api::names::MEDIA,
-        Duration::from_secs(30),
-    )
-    .await
-    .unwrap();
-    let client = MediaServiceClient::connect(format!("http://{addr}"))
-        .await
-        .unwrap()
-        .max_decoding_message_size(32 << 20)
-        .max_encoding_message_size(32 << 20);
-    Running { client, stop, task }
-}
-
-impl Running {
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        self.task.await.unwrap().unwrap();
-    }
-}
 
 fn new_object(kind: &str, content: &[u8]) -> pb::CreateObjectRequest {
     pb::CreateObjectRequest {
@@ -54,10 +18,7 @@ fn new_object(kind: &str, content: &[u8]) -> pb::CreateObjectRequest {
     }
 }
 
-async fn download(
-    client: &mut MediaServiceClient<Channel>,
-    name: &str,
-) -> Result<(pb::ContentInfo, Vec<u8>), tonic::Status> {
+async fn download(client: &mut Client, name: &str) -> Result<(pb::ContentInfo, Vec<u8>), tonic::Status> {
     use pb::download_object_response::Part;
     let mut stream = client
         .download_object(pb::DownloadObjectRequest { name: name.into() })

@@ -61,7 +61,8 @@ macro_rules! select_images {
     };
 }
 
-const BLOB_COLUMNS: &str = "sha256, content_type, size_bytes, width, height, thumbnail_sha256, thumbnail_content_type, thumbnail_size_bytes";
+const BLOB_COLUMNS: &str =
+    "sha256, content_type, size_bytes, width, height, thumbnail_sha256, thumbnail_content_type, thumbnail_size_bytes";
 
 fn image_row(row: &AnyRow) -> std::result::Result<ImageRow, sqlx::Error> {
     let has_detection: i64 = row.try_get("has_detection")?;
@@ -375,15 +376,13 @@ macro_rules! list_sql {
 /// A page of images matching `filter` in `order`, after the previous page's last one.
 pub async fn list(db: &Db, filter: &Filter, order: Order, after: Option<After>, limit: i64) -> Result<Vec<ImageRow>> {
     let sql = match order {
-        Order::TakenAsc => list_sql!(
-            "(i.taken_at > $7 OR (i.taken_at = $7 AND i.id > $8)) ORDER BY i.taken_at, i.id"
-        ),
-        Order::TakenDesc => list_sql!(
-            "(i.taken_at < $7 OR (i.taken_at = $7 AND i.id < $8)) ORDER BY i.taken_at DESC, i.id DESC"
-        ),
-        Order::ProbabilityAsc => list_sql!(
-            "(i.probability > $7 OR (i.probability = $7 AND i.id > $8)) ORDER BY i.probability, i.id"
-        ),
+        Order::TakenAsc => list_sql!("(i.taken_at > $7 OR (i.taken_at = $7 AND i.id > $8)) ORDER BY i.taken_at, i.id"),
+        Order::TakenDesc => {
+            list_sql!("(i.taken_at < $7 OR (i.taken_at = $7 AND i.id < $8)) ORDER BY i.taken_at DESC, i.id DESC")
+        }
+        Order::ProbabilityAsc => {
+            list_sql!("(i.probability > $7 OR (i.probability = $7 AND i.id > $8)) ORDER BY i.probability, i.id")
+        }
         Order::ProbabilityDesc => list_sql!(
             "(i.probability < $7 OR (i.probability = $7 AND i.id < $8)) ORDER BY i.probability DESC, i.id DESC"
         ),
