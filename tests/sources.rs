@@ -363,6 +363,13 @@ async fn sensebox_routes() {
             .unwrap();
         assert_eq!(response.status(), 200, "{label}");
         assert_eq!(response.headers()["content-type"], "application/json");
+        assert_eq!(
+            response.headers()["etag"],
+            format!("\"{id}\"").as_str(),
+            "snapshots are named by their hash"
+        );
+        assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+        assert_eq!(response.headers()["content-security-policy"], "sandbox");
         let snapshot: Value = response.json().await.unwrap();
         let readings = snapshot["readings"].as_array().unwrap();
         assert_eq!(readings.len(), 25, "{snapshot}");

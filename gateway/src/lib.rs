@@ -34,6 +34,7 @@ use prost_reflect::DescriptorPool;
 
 mod codec;
 pub mod content;
+pub mod download;
 pub mod error;
 mod middleware;
 pub mod openapi;

@@ -12,16 +12,13 @@ use std::time::{Duration, SystemTime};
 
 use axum::Json;
 use axum::Router;
-use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
-use futures::TryStreamExt as _;
+use http::HeaderMap;
 use http::StatusCode;
-use http::header::{CONTENT_LENGTH, HeaderValue};
 use outpost_api::ingest::v1::ingest_service_client::IngestServiceClient;
 use outpost_api::ingest::v1::{self as ingest, RunState, Source};
-use outpost_api::media::v1::download_object_response::Part;
 use outpost_api::media::v1::media_service_client::MediaServiceClient;
 use outpost_api::media::v1::{self as media};
 use outpost_api::telemetry::v1::telemetry_service_client::TelemetryServiceClient;
@@ -213,11 +210,16 @@ async fn store(State(state): State<SenseBox>) -> Result<(StatusCode, Json<Value>
 }
 
 fn no_snapshot(id: &str) -> ApiError {
+    let id: String = id.chars().take(64).collect();
     ApiError::not_found(format!("no snapshot {id:?}"))
 }
 
-/// `GET /snapshots/{id}`: a stored snapshot's bytes, streamed, with its content type.
-async fn snapshot(State(state): State<SenseBox>, Path(id): Path<String>) -> Result<Response, ApiError> {
+/// `GET /snapshots/{id}`: a stored snapshot's bytes, streamed (see [`crate::download`]).
+async fn snapshot(
+    State(state): State<SenseBox>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let name = format!("objects/{id}");
     let request = media::GetObjectRequest { name: name.clone() };
     let deadline = state.upstreams.deadline();
@@ -239,7 +241,7 @@ async fn snapshot(State(state): State<SenseBox>, Path(id): Path<String>) -> Resu
         return Err(no_snapshot(&id));
     }
 
-    let mut download = state
+    let download = state
         .media
         .clone()
         .download_object(media::DownloadObjectRequest { name })
@@ -249,29 +251,7 @@ async fn snapshot(State(state): State<SenseBox>, Path(id): Path<String>) -> Resu
             _ => ApiError::from(status),
         })?
         .into_inner();
-    let info = match download.message().await? {
-        Some(media::DownloadObjectResponse {
-            part: Some(Part::Info(info)),
-        }) => info,
-        _ => {
-            return Err(ApiError::internal(
-                "media's download did not start with its content info",
-            ));
-        }
-    };
-    let chunks = download.and_then(|message| async move {
-        match message.part {
-            Some(Part::Chunk(bytes)) => Ok(bytes),
-            _ => Err(tonic::Status::internal(
-                "media's download sent something other than a chunk",
-            )),
-        }
-    });
-    let mut response = (crate::content::headers(&info.content_type), Body::from_stream(chunks)).into_response();
-    if let Ok(size) = u64::try_from(info.size_bytes) {
-        response.headers_mut().insert(CONTENT_LENGTH, HeaderValue::from(size));
-    }
-    Ok(response)
+    crate::download::respond(download, &headers).await
 }
 
 #[cfg(test)]
