@@ -332,3 +332,158 @@ async fn the_image_routes_are_open_without_a_token_when_none_is_set() {
     );
     mesh.stop().await;
 }
+
+/// `outpost media` as a child process on `backend`, listening on `port`.
+fn media_process(backend: &outpost_kit::testing::TestBackend, port: u16) -> tokio::process::Child {
+    let config = backend.config();
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_outpost"));
+    command
+        .arg("media")
+        .arg("--media-addr")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--data-dir")
+        .arg(&config.data_dir)
+        .arg("--log")
+        .arg("warn")
+        .env_clear()
+        .env("OUTPOST_NAMESPACE", &config.namespace)
+        .kill_on_drop(true);
+    if let Some(url) = &config.database_url {
+        command.env("OUTPOST_DATABASE_URL", url);
+    }
+    if let Some(endpoint) = &config.s3_endpoint {
+        command
+            .env("OUTPOST_S3_ENDPOINT", endpoint)
+            .env("OUTPOST_S3_BUCKET", &config.s3_bucket)
+            .env(
+                "OUTPOST_S3_ACCESS_KEY",
+                config.s3_access_key.as_deref().unwrap_or_default(),
+            )
+            .env(
+                "OUTPOST_S3_SECRET_KEY",
+                config.s3_secret_key.as_deref().unwrap_or_default(),
+            );
+    }
+    command.spawn().expect("starting outpost media")
+}
+
+type Media = outpost_api::media::v1::media_service_client::MediaServiceClient<tonic::transport::Channel>;
+
+async fn connect_media(port: u16) -> Media {
+    use outpost_api::media::v1 as pb;
+    for _ in 0..300 {
+        if let Ok(mut client) = Media::connect(format!("http://127.0.0.1:{port}")).await
+            && client.list_images(pb::ListImagesRequest::default()).await.is_ok()
+        {
+            return client;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("media did not start on port {port}");
+}
+
+#[tokio::test]
+async fn acknowledged_clicks_survive_a_kill_9() {
+    use outpost_api::media::v1::{self as pb, ReviewState};
+    use std::sync::{Arc, Mutex};
+    for backend in backends() {
+        let label = backend.label;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut child = media_process(&backend, port);
+        let mut media = connect_media(port).await;
+        let mut names = Vec::new();
+        for i in 0..40u64 {
+            use pb::upload_image_request::Part;
+            let metadata = pb::UploadImageRequest {
+                part: Some(Part::Metadata(pb::ImageMetadata {
+                    source: "cam".into(),
+                    taken_time: Some(prost_types::Timestamp {
+                        seconds: 1_700_000_000 + i as i64,
+                        nanos: 0,
+                    }),
+                    ..Default::default()
+                })),
+            };
+            let chunk = pb::UploadImageRequest {
+                part: Some(Part::Chunk(testing::jpeg(16, 16, i, 80, None).into())),
+            };
+            let response = media
+                .upload_image(futures::stream::iter([metadata, chunk]))
+                .await
+                .unwrap();
+            names.push(response.into_inner().image.unwrap().name);
+        }
+
+        // Clicks keep coming, each with its own time, until the process is killed mid-stream.
+        let acknowledged: Arc<Mutex<Vec<(usize, i64, ReviewState)>>> = Arc::default();
+        let clicking: Vec<_> = (0..8)
+            .map(|worker| {
+                let (mut media, names, acknowledged) = (media.clone(), names.clone(), acknowledged.clone());
+                tokio::spawn(async move {
+                    for k in 0.. {
+                        let click = worker + 8 * k;
+                        let image = click % names.len();
+                        let state = if click % 2 == 0 {
+                            ReviewState::Accepted
+                        } else {
+                            ReviewState::Rejected
+                        };
+                        let at = 1_750_000_000 + click as i64;
+                        let request = pb::ReviewImageRequest {
+                            name: names[image].clone(),
+                            decision: state as i32,
+                            review_time: Some(prost_types::Timestamp { seconds: at, nanos: 0 }),
+                        };
+                        match media.review_image(request).await {
+                            Ok(_) => acknowledged.lock().unwrap().push((image, at, state)),
+                            Err(_) => return,
+                        }
+                    }
+                })
+            })
+            .collect();
+        while acknowledged.lock().unwrap().len() < 300 {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        child.start_kill().unwrap(); // SIGKILL: no flush, no goodbye
+        child.wait().await.unwrap();
+        for task in clicking {
+            task.await.unwrap();
+        }
+        let acknowledged = acknowledged.lock().unwrap().clone();
+
+        let mut child = media_process(&backend, port);
+        let mut media = connect_media(port).await;
+        for (i, name) in names.iter().enumerate() {
+            let Some(&(_, at, state)) = acknowledged.iter().filter(|c| c.0 == i).max_by_key(|c| c.1) else {
+                continue;
+            };
+            let request = pb::GetImageRequest { name: name.clone() };
+            let review = media
+                .get_image(request)
+                .await
+                .unwrap()
+                .into_inner()
+                .image
+                .unwrap()
+                .review
+                .unwrap();
+            let kept = review.review_time.expect("a reviewed image has its time").seconds;
+            // A later click may have been written without its answer arriving; never an earlier state.
+            assert!(kept >= at, "{label}: {name} lost an acknowledged click ({kept} < {at})");
+            if kept == at {
+                assert_eq!(review.state(), state, "{label}: {name}");
+            }
+        }
+        eprintln!(
+            "{label}: {} acknowledged clicks kept across a kill -9",
+            acknowledged.len()
+        );
+        child.start_kill().unwrap();
+        child.wait().await.unwrap();
+    }
+}

@@ -158,14 +158,12 @@ impl Images {
             return Ok((self.update(image, &new).await?, false));
         }
 
-        let stored_now = match sql::reserve_stored(&self.db, &sha256).await? {
-            Some(_) => false,
-            None => {
-                self.store_blob(&sha256, content).await?;
-                true
-            }
+        let (blob, stored_now) = match sql::reserve_stored(&self.db, &sha256).await? {
+            Some(blob) => (blob, false),
+            None => (self.store_blob(&sha256, content).await?, true),
         };
         let id = new_id();
+        let created_at = outpost_kit::time::now_micros();
         let row = NewImageRow {
             id: &id,
             source: &new.source,
@@ -173,10 +171,10 @@ impl Images {
             sha256: &sha256,
             detection: new.detection.as_ref(),
             filename: &new.filename,
-            created_at: outpost_kit::time::now_micros(),
+            created_at,
         };
         let inserted = sql::insert(&self.db, &row, stored_now).await;
-        let (id, created) = match inserted {
+        let (stored_id, created) = match inserted {
             Ok(inserted) => inserted,
             Err(err) => {
                 self.release_logged(&sha256).await;
@@ -186,8 +184,24 @@ impl Images {
         if !created {
             // The same source and time was stored meanwhile: that image holds its own blob.
             self.release_logged(&sha256).await;
+            return Ok((self.get(&stored_id).await?, false));
         }
-        Ok((self.get(&id).await?, created))
+        let image = Image {
+            id,
+            source: new.source,
+            taken_at,
+            sha256,
+            detection: new.detection,
+            review_state: crate::review::state::PENDING,
+            reviewed_at: None,
+            filename: new.filename,
+            created_at,
+            content_type: blob.content_type,
+            size_bytes: blob.size_bytes,
+            width: blob.width,
+            height: blob.height,
+        };
+        Ok((image, true))
     }
 
     async fn update(&self, image: ImageRow, new: &NewImage) -> Result<Image> {
@@ -199,7 +213,7 @@ impl Images {
     }
 
     /// Checks and decodes new content, reserves its blob and stores its bytes and thumbnail.
-    async fn store_blob(&self, sha256: &str, content: Content) -> Result<()> {
+    async fn store_blob(&self, sha256: &str, content: Content) -> Result<BlobRow> {
         let (width, height) = upload::dimensions(&content, self.max_pixels)?;
         let thumbnail = self.thumbnails.make(content.clone(), width, height).await?;
         let thumbnail_sha256 = hex::encode(Sha256::digest(&thumbnail.bytes));
@@ -223,7 +237,7 @@ impl Images {
             self.release_logged(sha256).await;
             return Err(objects_down(err));
         }
-        Ok(())
+        Ok(blob)
     }
 
     /// Drops a reservation, logging a failure (the blob then stays, unreferenced).
