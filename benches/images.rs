@@ -119,26 +119,13 @@ async fn upload_all(
     images: &[Bytes],
     concurrency: usize,
 ) -> Duration {
-    use pb::upload_image_request::Part;
     let started = Instant::now();
     let mut uploads = futures::stream::iter(images.iter().enumerate().map(|(i, bytes)| {
         let mut client = client.clone();
-        let bytes = bytes.clone();
+        let metadata = outpost_media::testing::metadata("bench", Some(1_700_000_000 + i as i64));
+        let messages = outpost_media::testing::upload_messages(metadata, bytes, 1 << 20);
         async move {
-            let metadata = pb::UploadImageRequest {
-                part: Some(Part::Metadata(pb::ImageMetadata {
-                    source: "bench".into(),
-                    taken_time: Some(prost_types::Timestamp {
-                        seconds: 1_700_000_000 + i as i64,
-                        nanos: 0,
-                    }),
-                    ..Default::default()
-                })),
-            };
-            let chunk = pb::UploadImageRequest {
-                part: Some(Part::Chunk(bytes)),
-            };
-            let response = client.upload_image(futures::stream::iter([metadata, chunk])).await;
+            let response = client.upload_image(futures::stream::iter(messages)).await;
             assert!(response.expect("an upload").into_inner().created);
         }
     }))
@@ -323,26 +310,10 @@ async fn p7(postgres: &str, batch_ms: u64) -> anyhow::Result<()> {
     let names: Vec<String> = futures::stream::iter(0..images)
         .map(|i| {
             let mut media = media.clone();
-            let picture = picture.clone();
+            let metadata = outpost_media::testing::metadata("bench", Some(1_700_000_000 + i as i64));
+            let messages = outpost_media::testing::upload_messages(metadata, &picture, 1 << 20);
             async move {
-                use pb::upload_image_request::Part;
-                let metadata = pb::UploadImageRequest {
-                    part: Some(Part::Metadata(pb::ImageMetadata {
-                        source: "bench".into(),
-                        taken_time: Some(prost_types::Timestamp {
-                            seconds: 1_700_000_000 + i as i64,
-                            nanos: 0,
-                        }),
-                        ..Default::default()
-                    })),
-                };
-                let chunk = pb::UploadImageRequest {
-                    part: Some(Part::Chunk(picture)),
-                };
-                let image = media
-                    .upload_image(futures::stream::iter([metadata, chunk]))
-                    .await
-                    .unwrap();
+                let image = media.upload_image(futures::stream::iter(messages)).await.unwrap();
                 image.into_inner().image.unwrap().name
             }
         })

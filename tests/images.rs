@@ -397,24 +397,10 @@ async fn acknowledged_clicks_survive_a_kill_9() {
         let mut media = connect_media(port).await;
         let mut names = Vec::new();
         for i in 0..40u64 {
-            use pb::upload_image_request::Part;
-            let metadata = pb::UploadImageRequest {
-                part: Some(Part::Metadata(pb::ImageMetadata {
-                    source: "cam".into(),
-                    taken_time: Some(prost_types::Timestamp {
-                        seconds: 1_700_000_000 + i as i64,
-                        nanos: 0,
-                    }),
-                    ..Default::default()
-                })),
-            };
-            let chunk = pb::UploadImageRequest {
-                part: Some(Part::Chunk(testing::jpeg(16, 16, i, 80, None).into())),
-            };
-            let response = media
-                .upload_image(futures::stream::iter([metadata, chunk]))
-                .await
-                .unwrap();
+            let metadata = testing::metadata("cam", Some(1_700_000_000 + i as i64));
+            let bytes = testing::jpeg(16, 16, i, 80, None).into();
+            let messages = testing::upload_messages(metadata, &bytes, 1 << 20);
+            let response = media.upload_image(futures::stream::iter(messages)).await.unwrap();
             names.push(response.into_inner().image.unwrap().name);
         }
 

@@ -1,11 +1,13 @@
 //! Images made on the spot for tests and benchmarks of every crate (the burrow camera has no
 //! public feed): JPEGs with texture and an optional EXIF orientation, PNGs with or without
-//! transparency, and a PNG header that declares any size.
+//! transparency, a PNG header that declares any size; and the messages of an upload.
 
 use std::io::Cursor;
 
+use bytes::Bytes;
 use image::codecs::jpeg::JpegEncoder;
 use image::{ImageEncoder, Rgb, RgbImage, Rgba, RgbaImage};
+use outpost_api::media::v1::{self as pb, upload_image_request::Part};
 
 /// An RGB picture with a gradient and per-pixel noise from `seed` (noise keeps the JPEG
 /// from compressing to nothing); the top-left quarter is red, to tell orientations apart.
@@ -107,4 +109,26 @@ fn crc32(bytes: &[u8]) -> u32 {
         }
     }
     !crc
+}
+
+/// Metadata of an upload from `source` taken at `taken_seconds` (Unix seconds), when given.
+pub fn metadata(source: &str, taken_seconds: Option<i64>) -> pb::ImageMetadata {
+    pb::ImageMetadata {
+        source: source.into(),
+        taken_time: taken_seconds.map(|seconds| prost_types::Timestamp { seconds, nanos: 0 }),
+        ..Default::default()
+    }
+}
+
+/// The messages of an `UploadImage` stream: `metadata`, then `content` in chunks of `chunk` bytes.
+pub fn upload_messages(metadata: pb::ImageMetadata, content: &Bytes, chunk: usize) -> Vec<pb::UploadImageRequest> {
+    let chunk = chunk.max(1);
+    let chunks = (0..content.len()).step_by(chunk).map(|at| pb::UploadImageRequest {
+        part: Some(Part::Chunk(content.slice(at..(at + chunk).min(content.len())))),
+    });
+    std::iter::once(pb::UploadImageRequest {
+        part: Some(Part::Metadata(metadata)),
+    })
+    .chain(chunks)
+    .collect()
 }

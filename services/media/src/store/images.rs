@@ -152,8 +152,7 @@ pub async fn find_content(db: &Db, source: &str, sha256: &str) -> Result<Option<
 
 /// Sets an image's detection (when given) and file name (when not empty).
 pub async fn update_detection(db: &Db, id: &str, detection: Option<&Detection>, filename: &str) -> Result<()> {
-    let [x, y, w, h] = bbox_columns(detection);
-    sqlx::query(
+    let query = sqlx::query(
         "UPDATE images SET \
          has_detection = CASE WHEN $2 = 1 THEN 1 ELSE has_detection END, \
          probability = CASE WHEN $2 = 1 THEN $3 ELSE probability END, \
@@ -166,26 +165,33 @@ pub async fn update_detection(db: &Db, id: &str, detection: Option<&Detection>, 
          filename = CASE WHEN $10 = '' THEN filename ELSE $10 END \
          WHERE id = $1",
     )
-    .bind(id)
-    .bind(i64::from(detection.is_some()))
-    .bind(detection.map_or(0.0, |d| d.probability))
-    .bind(detection.map_or(0, |d| i64::from(d.has_subject)))
-    .bind(x)
-    .bind(y)
-    .bind(w)
-    .bind(h)
-    .bind(detection.map_or("", |d| d.model.as_str()))
-    .bind(filename)
-    .execute(db.pool())
-    .await?;
+    .bind(id);
+    bind_detection(query, detection)
+        .bind(filename)
+        .execute(db.pool())
+        .await?;
     Ok(())
 }
 
-fn bbox_columns(detection: Option<&Detection>) -> [Option<f64>; 4] {
-    match detection.and_then(|d| d.bbox) {
+/// Binds the eight detection columns (has one, probability, has subject, box x, y, width,
+/// height, model), in that order.
+fn bind_detection<'q>(
+    query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>,
+    detection: Option<&'q Detection>,
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments> {
+    let [x, y, w, h] = match detection.and_then(|d| d.bbox) {
         Some([x, y, w, h]) => [Some(x), Some(y), Some(w), Some(h)],
         None => [None; 4],
-    }
+    };
+    query
+        .bind(i64::from(detection.is_some()))
+        .bind(detection.map_or(0.0, |d| d.probability))
+        .bind(detection.map_or(0, |d| i64::from(d.has_subject)))
+        .bind(x)
+        .bind(y)
+        .bind(w)
+        .bind(h)
+        .bind(detection.map_or("", |d| d.model.as_str()))
 }
 
 /// Reserves a blob already in the object store (one more reference); `None` when there is no
@@ -248,8 +254,6 @@ pub struct NewImageRow<'a> {
 /// (stored concurrently), its detection is updated instead; returns the image's id and whether
 /// it was created.
 pub async fn insert(db: &Db, image: &NewImageRow<'_>, stored_now: bool) -> Result<(String, bool)> {
-    let [x, y, w, h] = bbox_columns(image.detection);
-    let detection = image.detection;
     let mut tx = db.pool().begin().await?;
     if stored_now {
         sqlx::query("UPDATE blobs SET stored = 1 WHERE sha256 = $1")
@@ -257,7 +261,7 @@ pub async fn insert(db: &Db, image: &NewImageRow<'_>, stored_now: bool) -> Resul
             .execute(&mut *tx)
             .await?;
     }
-    let id: String = sqlx::query_scalar(
+    let query = sqlx::query(
         "INSERT INTO images (id, source, taken_at, sha256, has_detection, probability, has_subject, box_x, box_y, \
          box_width, box_height, model, review_state, reviewed_at, filename, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 1, NULL, $13, $14) \
@@ -276,19 +280,13 @@ pub async fn insert(db: &Db, image: &NewImageRow<'_>, stored_now: bool) -> Resul
     .bind(image.id)
     .bind(image.source)
     .bind(image.taken_at)
-    .bind(image.sha256)
-    .bind(i64::from(detection.is_some()))
-    .bind(detection.map_or(0.0, |d| d.probability))
-    .bind(detection.map_or(0, |d| i64::from(d.has_subject)))
-    .bind(x)
-    .bind(y)
-    .bind(w)
-    .bind(h)
-    .bind(detection.map_or("", |d| d.model.as_str()))
-    .bind(image.filename)
-    .bind(image.created_at)
-    .fetch_one(&mut *tx)
-    .await?;
+    .bind(image.sha256);
+    let row = bind_detection(query, image.detection)
+        .bind(image.filename)
+        .bind(image.created_at)
+        .fetch_one(&mut *tx)
+        .await?;
+    let id: String = row.try_get("id")?;
     tx.commit().await?;
     let created = id == image.id;
     Ok((id, created))

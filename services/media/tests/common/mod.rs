@@ -72,14 +72,8 @@ pub fn upload_stream(
     content: &[u8],
     chunk: usize,
 ) -> impl futures::Stream<Item = pb::UploadImageRequest> + Send + 'static {
-    use pb::upload_image_request::Part;
-    let mut messages = vec![pb::UploadImageRequest {
-        part: Some(Part::Metadata(metadata)),
-    }];
-    messages.extend(content.chunks(chunk.max(1)).map(|c| pb::UploadImageRequest {
-        part: Some(Part::Chunk(c.to_vec().into())),
-    }));
-    futures::stream::iter(messages)
+    let content = bytes::Bytes::copy_from_slice(content);
+    futures::stream::iter(outpost_media::testing::upload_messages(metadata, &content, chunk))
 }
 
 /// Uploads `content` from `source`, taken at `taken` (seconds), in 1 MiB chunks.
@@ -91,10 +85,9 @@ pub async fn upload(
     content: &[u8],
 ) -> Result<pb::UploadImageResponse, tonic::Status> {
     let metadata = pb::ImageMetadata {
-        source: source.into(),
-        taken_time: taken.map(|seconds| prost_types::Timestamp { seconds, nanos: 0 }),
         detection,
         filename: "frame.jpg".into(),
+        ..outpost_media::testing::metadata(source, taken)
     };
     Ok(client
         .upload_image(upload_stream(metadata, content, 1 << 20))
