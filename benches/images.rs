@@ -22,7 +22,7 @@ use bytes::Bytes;
 use clap::Parser;
 use futures::StreamExt as _;
 use outpost_api::media::v1::{self as pb, media_service_client::MediaServiceClient};
-use outpost_kit::config::{S3Config, StorageConfig};
+use outpost_kit::config::S3Config;
 use outpost_kit::storage::Objects;
 use tokio::net::TcpListener;
 
@@ -167,14 +167,6 @@ async fn p5(postgres: &str) -> anyhow::Result<()> {
 
     let namespace = format!("bench{:06x}_", rand::random::<u32>() & 0xff_ffff);
     let data_dir = std::env::temp_dir().join(&namespace);
-    let storage = StorageConfig {
-        data_dir: data_dir.clone(),
-        database_url: Some(postgres.to_string()),
-        redis_url: None,
-        s3: Some(s3.clone()),
-        namespace: namespace.clone(),
-    };
-    let raw = Objects::open(&storage, "raw").await?;
     let mut config = outpost::Cli::try_parse_from(["outpost", "--log", "warn"])?.config;
     config.data_dir = data_dir.clone();
     config.namespace = namespace.clone();
@@ -183,6 +175,7 @@ async fn p5(postgres: &str) -> anyhow::Result<()> {
     config.s3_bucket = s3.bucket.clone();
     config.s3_access_key = Some(s3.access_key.clone());
     config.s3_secret_key = Some(s3.secret_key.clone());
+    let raw = Objects::open(&config.storage(), "raw").await?;
     let media = start_media(config.clone()).await?;
 
     // Warm both paths (connections, the bucket), then measure raw, Outpost, raw again.

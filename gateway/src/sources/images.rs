@@ -163,9 +163,10 @@ fn review_state(text: Option<&str>) -> Result<ReviewState, ApiError> {
 
 impl Images {
     async fn list(&self, request: media::ListImagesRequest) -> Result<media::ListImagesResponse, ApiError> {
-        let response = retry(|| {
+        let deadline = self.upstreams.deadline();
+        let response = retry(deadline, || {
             let mut media = self.media.clone();
-            let request = request.clone();
+            let request = deadline.request(request.clone());
             async move { media.list_images(request).await }
         })
         .await?;
@@ -176,9 +177,10 @@ impl Images {
         let request = media::GetImageRequest {
             name: format!("images/{id}"),
         };
-        let response = retry(|| {
+        let deadline = self.upstreams.deadline();
+        let response = retry(deadline, || {
             let mut media = self.media.clone();
-            let request = request.clone();
+            let request = deadline.request(request.clone());
             async move { media.get_image(request).await }
         })
         .await
@@ -235,9 +237,10 @@ async fn image_view(State(state): State<Images>, Query(query): Query<ListQuery>)
         source.clone(),
     );
     let page = state.list(request).await?;
-    let stats = retry(|| {
+    let deadline = state.upstreams.deadline();
+    let stats = retry(deadline, || {
         let mut media = state.media.clone();
-        let request = media::GetReviewStatsRequest { source: source.clone() };
+        let request = deadline.request(media::GetReviewStatsRequest { source: source.clone() });
         async move { media.get_review_stats(request).await }
     })
     .await?
@@ -286,9 +289,10 @@ async fn decide(state: &Images, id: &str, decision: ReviewState) -> Result<Json<
             nanos: now.timestamp_subsec_nanos() as i32,
         }),
     };
-    let response = retry(|| {
+    let deadline = state.upstreams.deadline();
+    let response = retry(deadline, || {
         let mut media = state.media.clone();
-        let request = request.clone();
+        let request = deadline.request(request.clone());
         async move { media.review_image(request).await }
     })
     .await
