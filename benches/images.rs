@@ -39,14 +39,12 @@ fn cpu_time() -> Duration {
     let ticks = std::fs::read_to_string("/proc/self/stat")
         .ok()
         .and_then(|stat| {
-            let fields: Vec<u64> = stat
-                .rsplit(')')
-                .next()?
-                .split_whitespace()
-                .filter_map(|f| f.parse().ok())
-                .collect();
-            // After the command: state is not numeric, so utime and stime are the 12th and 13th numbers.
-            Some(fields.get(10)? + fields.get(11)?)
+            // After the command's closing parenthesis: state, then numbers; utime and stime are
+            // the 14th and 15th fields of the line, the 11th and 12th after the state (the state is the 0th).
+            let fields: Vec<&str> = stat.rsplit(')').next()?.split_whitespace().collect();
+            let utime: u64 = fields.get(11)?.parse().ok()?;
+            let stime: u64 = fields.get(12)?.parse().ok()?;
+            Some(utime + stime)
         })
         .unwrap_or(0);
     Duration::from_millis(ticks * 10)
@@ -382,6 +380,44 @@ async fn p7(postgres: &str, batch_ms: u64) -> anyhow::Result<()> {
     println!(
         "  CPU of this process (clients, gateway, media) per click: {:.0?}",
         cpu / done as u32
+    );
+
+    // The same clicks over gRPC straight to media (64 in flight on one channel): what media's
+    // writer takes without the HTTP/JSON hop.
+    let statements_before = outpost_media::review::statements();
+    let cpu = cpu_time();
+    let started = Instant::now();
+    let mut answers = futures::stream::iter((0..clicks).map(|k| {
+        let mut media = media.clone();
+        let request = pb::ReviewImageRequest {
+            name: names[k % names.len()].clone(),
+            decision: if k % 2 == 0 {
+                pb::ReviewState::Accepted
+            } else {
+                pb::ReviewState::Rejected
+            } as i32,
+            review_time: None,
+        };
+        async move {
+            let sent = Instant::now();
+            media.review_image(request).await.expect("a click");
+            sent.elapsed()
+        }
+    }))
+    .buffer_unordered(connections);
+    let mut latencies = Vec::with_capacity(clicks);
+    while let Some(latency) = answers.next().await {
+        latencies.push(latency);
+    }
+    let elapsed = started.elapsed();
+    let cpu = cpu_time() - cpu;
+    latencies.sort();
+    let statements = outpost_media::review::statements() - statements_before;
+    println!(
+        "  the same over gRPC to media directly, {connections} in flight: {:.0} clicks/s, {statements} statements, p99 {:.1?}, CPU per click {:.0?}",
+        rate(clicks, elapsed),
+        latencies[(clicks * 99 / 100).min(clicks - 1)],
+        cpu / clicks as u32
     );
     let _ = stop.send(());
     mesh.await??;

@@ -71,8 +71,8 @@ fn no_image(id: &str) -> ApiError {
 /// A status about an image named by a path id: a malformed id is no image either.
 fn image_error(id: &str) -> impl Fn(tonic::Status) -> ApiError + '_ {
     move |status| match status.code() {
-        tonic::Code::NotFound | tonic::Code::InvalidArgument if status.message().starts_with("name") => no_image(id),
         tonic::Code::NotFound => no_image(id),
+        tonic::Code::InvalidArgument if status.message().starts_with("name:") => no_image(id),
         _ => ApiError::from(status),
     }
 }
