@@ -10,6 +10,26 @@ use serde_json::{Value, json};
 
 const TOKEN: &str = "images-test-token";
 
+/// Standard base64, as proto3 JSON carries bytes.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for group in bytes.chunks(3) {
+        let n = group
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= group.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
 /// A `multipart/form-data` body of `files` in the field `photo` (name, bytes) and `fields`.
 fn form(files: &[(&str, &[u8])], fields: &[(&str, &str)]) -> (String, Vec<u8>) {
     let boundary = "outpost-test-boundary-7f3a";
@@ -286,6 +306,28 @@ async fn the_image_engines_routes_work_through_the_mesh() {
             (&json!("2"), &json!("1")),
             "{stats}"
         );
+
+        // Stored content of a type off the allowlist is never served as itself.
+        let html = "<!doctype html><script>alert(document.cookie)</script>";
+        let response = http
+            .post(format!("{base}/api/v1/objects"))
+            .bearer_auth(TOKEN)
+            .json(&json!({"object": {"kind": "snapshot", "contentType": "text/html"}, "content": base64(html.as_bytes())}))
+            .send()
+            .await
+            .unwrap();
+        let (status, object) = answer(response).await;
+        assert_eq!(status, 200, "{label}: {object}");
+        let id = object["object"]["name"]
+            .as_str()
+            .unwrap()
+            .strip_prefix("objects/")
+            .unwrap();
+        let response = http.get(format!("{base}/snapshots/{id}")).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["content-type"], "application/octet-stream");
+        assert_eq!(response.headers()["content-disposition"], "attachment");
+        assert_eq!(response.headers()["content-security-policy"], "sandbox");
 
         // Unknown and malformed ids are 404 with a JSON body, on every image route.
         let unknown = "0".repeat(32);
