@@ -27,10 +27,13 @@ CREATE TABLE images (
     has_detection BIGINT NOT NULL,
     probability DOUBLE PRECISION NOT NULL,
     has_subject BIGINT NOT NULL,
-    box_x DOUBLE PRECISION,
-    box_y DOUBLE PRECISION,
-    box_width DOUBLE PRECISION,
-    box_height DOUBLE PRECISION,
+    -- the box, when has_box is 1 (no NULL parameters: PostgreSQL's prepared statements keep
+    -- the type of the first bind)
+    has_box BIGINT NOT NULL,
+    box_x DOUBLE PRECISION NOT NULL,
+    box_y DOUBLE PRECISION NOT NULL,
+    box_width DOUBLE PRECISION NOT NULL,
+    box_height DOUBLE PRECISION NOT NULL,
     model TEXT NOT NULL,
     review_state BIGINT NOT NULL,
     reviewed_at BIGINT,

@@ -53,7 +53,7 @@ macro_rules! select_images {
     ($($rest:expr),*) => {
         concat!(
             "SELECT i.id, i.source, i.taken_at, i.sha256, i.has_detection, i.probability, i.has_subject, \
-             i.box_x, i.box_y, i.box_width, i.box_height, i.model, i.review_state, i.reviewed_at, i.filename, \
+             i.has_box, i.box_x, i.box_y, i.box_width, i.box_height, i.model, i.review_state, i.reviewed_at, i.filename, \
              i.created_at, b.content_type, b.size_bytes, b.width, b.height \
              FROM images i JOIN blobs b ON b.sha256 = i.sha256 ",
             $($rest),*
@@ -66,14 +66,15 @@ const BLOB_COLUMNS: &str =
 
 fn image_row(row: &AnyRow) -> std::result::Result<ImageRow, sqlx::Error> {
     let has_detection: i64 = row.try_get("has_detection")?;
-    let bbox = match (
-        row.try_get::<Option<f64>, _>("box_x")?,
-        row.try_get::<Option<f64>, _>("box_y")?,
-        row.try_get::<Option<f64>, _>("box_width")?,
-        row.try_get::<Option<f64>, _>("box_height")?,
-    ) {
-        (Some(x), Some(y), Some(w), Some(h)) => Some([x, y, w, h]),
-        _ => None,
+    let bbox = if row.try_get::<i64, _>("has_box")? != 0 {
+        Some([
+            row.try_get("box_x")?,
+            row.try_get("box_y")?,
+            row.try_get("box_width")?,
+            row.try_get("box_height")?,
+        ])
+    } else {
+        None
     };
     let detection = (has_detection != 0)
         .then(|| -> std::result::Result<Detection, sqlx::Error> {
@@ -157,12 +158,13 @@ pub async fn update_detection(db: &Db, id: &str, detection: Option<&Detection>, 
          has_detection = CASE WHEN $2 = 1 THEN 1 ELSE has_detection END, \
          probability = CASE WHEN $2 = 1 THEN $3 ELSE probability END, \
          has_subject = CASE WHEN $2 = 1 THEN $4 ELSE has_subject END, \
-         box_x = CASE WHEN $2 = 1 THEN $5 ELSE box_x END, \
-         box_y = CASE WHEN $2 = 1 THEN $6 ELSE box_y END, \
-         box_width = CASE WHEN $2 = 1 THEN $7 ELSE box_width END, \
-         box_height = CASE WHEN $2 = 1 THEN $8 ELSE box_height END, \
-         model = CASE WHEN $2 = 1 THEN $9 ELSE model END, \
-         filename = CASE WHEN $10 = '' THEN filename ELSE $10 END \
+         has_box = CASE WHEN $2 = 1 THEN $5 ELSE has_box END, \
+         box_x = CASE WHEN $2 = 1 THEN $6 ELSE box_x END, \
+         box_y = CASE WHEN $2 = 1 THEN $7 ELSE box_y END, \
+         box_width = CASE WHEN $2 = 1 THEN $8 ELSE box_width END, \
+         box_height = CASE WHEN $2 = 1 THEN $9 ELSE box_height END, \
+         model = CASE WHEN $2 = 1 THEN $10 ELSE model END, \
+         filename = CASE WHEN $11 = '' THEN filename ELSE $11 END \
          WHERE id = $1",
     )
     .bind(id);
@@ -173,20 +175,19 @@ pub async fn update_detection(db: &Db, id: &str, detection: Option<&Detection>, 
     Ok(())
 }
 
-/// Binds the eight detection columns (has one, probability, has subject, box x, y, width,
-/// height, model), in that order.
+/// Binds the nine detection columns (has one, probability, has subject, has a box, box x, y,
+/// width, height, model), in that order; never a NULL.
 fn bind_detection<'q>(
     query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>,
     detection: Option<&'q Detection>,
 ) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments> {
-    let [x, y, w, h] = match detection.and_then(|d| d.bbox) {
-        Some([x, y, w, h]) => [Some(x), Some(y), Some(w), Some(h)],
-        None => [None; 4],
-    };
+    let bbox = detection.and_then(|d| d.bbox);
+    let [x, y, w, h] = bbox.unwrap_or_default();
     query
         .bind(i64::from(detection.is_some()))
         .bind(detection.map_or(0.0, |d| d.probability))
         .bind(detection.map_or(0, |d| i64::from(d.has_subject)))
+        .bind(i64::from(bbox.is_some()))
         .bind(x)
         .bind(y)
         .bind(w)
@@ -262,13 +263,14 @@ pub async fn insert(db: &Db, image: &NewImageRow<'_>, stored_now: bool) -> Resul
             .await?;
     }
     let query = sqlx::query(
-        "INSERT INTO images (id, source, taken_at, sha256, has_detection, probability, has_subject, box_x, box_y, \
-         box_width, box_height, model, review_state, reviewed_at, filename, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 1, NULL, $13, $14) \
+        "INSERT INTO images (id, source, taken_at, sha256, has_detection, probability, has_subject, has_box, \
+         box_x, box_y, box_width, box_height, model, review_state, reviewed_at, filename, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 1, NULL, $14, $15) \
          ON CONFLICT (source, taken_at) DO UPDATE SET \
          has_detection = CASE WHEN excluded.has_detection = 1 THEN 1 ELSE images.has_detection END, \
          probability = CASE WHEN excluded.has_detection = 1 THEN excluded.probability ELSE images.probability END, \
          has_subject = CASE WHEN excluded.has_detection = 1 THEN excluded.has_subject ELSE images.has_subject END, \
+         has_box = CASE WHEN excluded.has_detection = 1 THEN excluded.has_box ELSE images.has_box END, \
          box_x = CASE WHEN excluded.has_detection = 1 THEN excluded.box_x ELSE images.box_x END, \
          box_y = CASE WHEN excluded.has_detection = 1 THEN excluded.box_y ELSE images.box_y END, \
          box_width = CASE WHEN excluded.has_detection = 1 THEN excluded.box_width ELSE images.box_width END, \
