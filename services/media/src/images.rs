@@ -89,13 +89,7 @@ pub fn check_source(field: &str, source: &str) -> Result<()> {
 
 /// The id of `images/{image}` in `field`: 32 lowercase hex digits.
 pub fn parse_name(field: &str, name: &str) -> Result<String> {
-    let id = name
-        .strip_prefix("images/")
-        .ok_or_else(|| Error::invalid(field, "must be images/{image}"))?;
-    if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
-        return Err(Error::invalid(field, "not an image id (32 hex digits)"));
-    }
-    Ok(id.to_string())
+    crate::names::hex_id(field, name, "images", 32)
 }
 
 fn new_id() -> String {

@@ -4,6 +4,7 @@
 
 mod api;
 pub mod images;
+mod names;
 mod objects;
 pub mod review;
 mod store;

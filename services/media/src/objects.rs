@@ -73,13 +73,7 @@ fn blob_key(id: &str) -> String {
 
 /// Checks an object id (64 lowercase hex digits) taken from `field`.
 pub fn parse_id(field: &str, name: &str) -> Result<String> {
-    let id = name
-        .strip_prefix("objects/")
-        .ok_or_else(|| Error::invalid(field, "must be objects/{object}"))?;
-    if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
-        return Err(Error::invalid(field, "unknown object id"));
-    }
-    Ok(id.to_string())
+    crate::names::hex_id(field, name, "objects", 64)
 }
 
 impl ObjectStore {
