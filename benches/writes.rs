@@ -171,6 +171,7 @@ async fn main() -> anyhow::Result<()> {
         cli.config.clone(),
         cli.ingest.clone(),
         cli.telemetry.clone(),
+        cli.media.clone(),
         listeners,
         async {
             let _ = stop_rx.await;

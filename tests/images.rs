@@ -307,12 +307,14 @@ async fn the_image_engines_routes_work_through_the_mesh() {
             "{stats}"
         );
 
-        // Stored content of a type off the allowlist is never served as itself.
-        let html = "<!doctype html><script>alert(document.cookie)</script>";
+        // Stored content of a type that is not shown inline is served as a download.
+        let csv = "time,value\n2024-12-01 12:00:00,14\n";
         let response = http
             .post(format!("{base}/api/v1/objects"))
             .bearer_auth(TOKEN)
-            .json(&json!({"object": {"kind": "snapshot", "contentType": "text/html"}, "content": base64(html.as_bytes())}))
+            .json(
+                &json!({"object": {"kind": "snapshot", "contentType": "text/csv"}, "content": base64(csv.as_bytes())}),
+            )
             .send()
             .await
             .unwrap();
