@@ -16,6 +16,8 @@
 //! (1000), OUTPOST_BENCH_UPLOAD_CONCURRENCY (16), OUTPOST_BENCH_CLICKS (50000),
 //! OUTPOST_BENCH_CONNECTIONS (64), OUTPOST_BENCH_ONLY (`p5` or `p7`: one of them).
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -261,39 +263,11 @@ async fn p7(postgres: &str, batch_ms: u64) -> anyhow::Result<()> {
     cli.config.database_url = Some(postgres.to_string());
     cli.config.namespace = namespace.clone();
     cli.config.data_dir = std::env::temp_dir().join(&namespace);
-    let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    cli.config.gateway_addr = any;
-    cli.config.ingest_addr = any;
-    cli.config.media_addr = any;
-    cli.config.telemetry_addr = any;
-    cli.config.plotting_addr = any;
     cli.media.review_batch_ms = batch_ms;
-    let listeners = outpost::Listeners::bind(&cli.config).await?;
-    let config = listeners.resolve(cli.config.clone())?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let mesh = tokio::spawn(outpost::run_all_on(
-        cli.config.clone(),
-        cli.ingest.clone(),
-        cli.telemetry.clone(),
-        cli.media.clone(),
-        listeners,
-        async {
-            let _ = stopped.await;
-        },
-    ));
+    let data_dir = cli.config.data_dir.clone();
+    let mesh = common::start_mesh(cli).await?;
+    let config = mesh.config.clone();
     let base = format!("http://{}", config.gateway_addr);
-    let http = reqwest::Client::new();
-    for _ in 0..300 {
-        if http
-            .get(format!("{base}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200)
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 
     // The images to click on.
     let media = MediaServiceClient::connect(format!("http://{}", config.media_addr)).await?;
@@ -419,9 +393,8 @@ async fn p7(postgres: &str, batch_ms: u64) -> anyhow::Result<()> {
         latencies[(clicks * 99 / 100).min(clicks - 1)],
         cpu / clicks as u32
     );
-    let _ = stop.send(());
-    mesh.await??;
-    let _ = std::fs::remove_dir_all(&cli.config.data_dir);
+    mesh.stop().await?;
+    let _ = std::fs::remove_dir_all(&data_dir);
     Ok(())
 }
 

@@ -154,40 +154,8 @@ async fn main() -> anyhow::Result<()> {
     cli.config.database_url = Some(postgres.clone());
     cli.config.namespace = namespace.clone();
     cli.config.data_dir = std::env::temp_dir().join(&namespace);
-    let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    for addr in [
-        &mut cli.config.gateway_addr,
-        &mut cli.config.ingest_addr,
-        &mut cli.config.media_addr,
-        &mut cli.config.telemetry_addr,
-        &mut cli.config.plotting_addr,
-    ] {
-        *addr = any;
-    }
-    let listeners = outpost::Listeners::bind(&cli.config).await?;
-    let gateway = listeners.gateway.local_addr()?;
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let mesh = tokio::spawn(outpost::run_all_on(
-        cli.config.clone(),
-        cli.ingest.clone(),
-        cli.telemetry.clone(),
-        cli.media.clone(),
-        listeners,
-        async {
-            let _ = stop_rx.await;
-        },
-    ));
-    let http = reqwest::Client::new();
-    let ready = Instant::now();
-    while http
-        .get(format!("http://{gateway}/readyz"))
-        .send()
-        .await
-        .map_or(true, |r| r.status() != 200)
-    {
-        anyhow::ensure!(ready.elapsed() < Duration::from_secs(60), "the mesh is not ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let mesh = common::start_mesh(cli).await?;
+    let gateway = mesh.config.gateway_addr;
 
     let url = format!("http://{gateway}/add_rawdata/");
     load(&url, connections, 2).await; // warm-up: connections, the sensor, the statement caches
@@ -244,8 +212,7 @@ async fn main() -> anyhow::Result<()> {
         throughput / (base_many.writes as f64 / base_many.seconds),
     );
 
-    let _ = stop_tx.send(());
-    let _ = mesh.await;
+    let _ = mesh.stop().await;
     for schema in [
         schema,
         format!("{namespace}telemetry"),

@@ -96,7 +96,14 @@ pub async fn run(cli: Cli, shutdown: impl Future<Output = ()> + Send + 'static) 
     match role {
         Role::All => {
             let listeners = Listeners::bind(&config).await?;
-            run_all_on(config, ingest, telemetry, media, listeners, shutdown).await
+            let cli = Cli {
+                role,
+                config,
+                ingest,
+                telemetry,
+                media,
+            };
+            run_all_on(cli, listeners, shutdown).await
         }
         Role::Ingest => outpost_ingest::serve(config, ingest, shutdown).await,
         Role::Media => outpost_media::serve(config, media, shutdown).await,
@@ -109,16 +116,20 @@ pub async fn run(cli: Cli, shutdown: impl Future<Output = ()> + Send + 'static) 
     }
 }
 
-/// Runs the whole mesh on `listeners` until `shutdown` resolves or a part fails (then the
-/// rest is shut down too).
+/// Runs the whole mesh of `cli`'s settings on `listeners` until `shutdown` resolves or a part
+/// fails (then the rest is shut down too).
 pub async fn run_all_on(
-    config: Config,
-    ingest: IngestConfig,
-    telemetry: TelemetryConfig,
-    media_config: MediaConfig,
+    cli: Cli,
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let Cli {
+        config,
+        ingest,
+        telemetry,
+        media: media_config,
+        ..
+    } = cli;
     let config = listeners.resolve(config)?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = move || {

@@ -36,16 +36,9 @@ pub async fn spawn_with(backend: &TestBackend, adjust: impl FnOnce(&mut Cli)) ->
     let listeners = Listeners::bind(&cli.config).await.expect("ports bind");
     let config = listeners.resolve(cli.config.clone()).unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(outpost::run_all_on(
-        cli.config,
-        cli.ingest,
-        cli.telemetry,
-        cli.media,
-        listeners,
-        async {
-            let _ = stopped.await;
-        },
-    ));
+    let task = tokio::spawn(outpost::run_all_on(cli, listeners, async {
+        let _ = stopped.await;
+    }));
     Mesh {
         base: format!("http://{}", config.gateway_addr),
         config,
