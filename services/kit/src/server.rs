@@ -30,6 +30,10 @@ pub async fn bind(setting: &str, addr: std::net::SocketAddr) -> anyhow::Result<T
 /// How often dependencies are checked.
 pub const HEALTH_INTERVAL: Duration = Duration::from_secs(3);
 
+/// The health name that is SERVING while the process serves, whatever its dependencies do: for
+/// liveness and startup probes, which must not restart a pod because a database is down.
+pub const LIVENESS: &str = "liveness";
+
 /// A service's gRPC server, assembled before it serves.
 pub struct GrpcServer {
     service: &'static str,
@@ -113,6 +117,7 @@ impl GrpcServer {
         *routes.axum_router_mut() = std::mem::take(routes.axum_router_mut())
             .route("/metrics", axum::routing::get(|| async { crate::metrics::render() }));
 
+        self.health.set_service_status(LIVENESS, ServingStatus::Serving).await;
         let watcher = tokio::spawn(watch_dependencies(self.service, self.health.clone(), self.dependencies));
         let addr = listener.local_addr()?;
         tracing::info!(service = self.service, %addr, "serving gRPC");

@@ -87,6 +87,11 @@ async fn health_follows_a_dependency_down_and_back() {
         ServingStatus::NotServing,
         "the server as a whole"
     );
+    assert_eq!(
+        status(&mut client, outpost_kit::server::LIVENESS).await,
+        ServingStatus::Serving,
+        "liveness does not follow dependencies"
+    );
 
     up.store(true, Ordering::SeqCst);
     wait_for(&mut client, SERVICE, ServingStatus::Serving).await;
