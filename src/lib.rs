@@ -44,6 +44,11 @@ pub struct Cli {
     pub telemetry: TelemetryConfig,
     #[command(flatten)]
     pub media: MediaConfig,
+    /// Seconds in-flight work may take to finish after SIGTERM or ctrl-c; then the process
+    /// exits anyway (keep it below Kubernetes' terminationGracePeriodSeconds minus the preStop
+    /// pause).
+    #[arg(long, env = "OUTPOST_DRAIN_SECONDS", default_value = "20", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub drain_seconds: u64,
 }
 
 /// Listeners of the whole mesh, bound before anything starts.
@@ -86,32 +91,18 @@ impl Listeners {
 /// Runs `role` until `shutdown` resolves.
 pub async fn run(cli: Cli, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
     cli.config.validate()?;
-    let Cli {
-        role,
-        config,
-        ingest,
-        telemetry,
-        media,
-    } = cli;
-    match role {
+    match cli.role {
         Role::All => {
-            let listeners = Listeners::bind(&config).await?;
-            let cli = Cli {
-                role,
-                config,
-                ingest,
-                telemetry,
-                media,
-            };
+            let listeners = Listeners::bind(&cli.config).await?;
             run_all_on(cli, listeners, shutdown).await
         }
-        Role::Ingest => outpost_ingest::serve(config, ingest, shutdown).await,
-        Role::Media => outpost_media::serve(config, media, shutdown).await,
-        Role::Telemetry => outpost_telemetry::serve(config, telemetry, shutdown).await,
-        Role::Plotting => outpost_plotting::serve(config, shutdown).await,
+        Role::Ingest => outpost_ingest::serve(cli.config, cli.ingest, shutdown).await,
+        Role::Media => outpost_media::serve(cli.config, cli.media, shutdown).await,
+        Role::Telemetry => outpost_telemetry::serve(cli.config, cli.telemetry, shutdown).await,
+        Role::Plotting => outpost_plotting::serve(cli.config, shutdown).await,
         Role::Gateway => {
-            let listener = bind("OUTPOST_GATEWAY_ADDR", config.gateway_addr).await?;
-            outpost_gateway::serve(config, listener, shutdown).await
+            let listener = bind("OUTPOST_GATEWAY_ADDR", cli.config.gateway_addr).await?;
+            outpost_gateway::serve(cli.config, listener, shutdown).await
         }
     }
 }

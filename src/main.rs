@@ -26,7 +26,27 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    match outpost::run(cli, outpost_kit::observability::shutdown_signal()).await {
+    // Draining is bounded: a client that keeps a stream or a slow upload open does not hold
+    // the process past its drain time (and the pod past its grace period).
+    let drain = std::time::Duration::from_secs(cli.drain_seconds);
+    let (signalled, on_signal) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        outpost_kit::observability::shutdown_signal().await;
+        let _ = signalled.send(());
+    };
+    let deadline = async move {
+        match on_signal.await {
+            Ok(()) => tokio::time::sleep(drain).await,
+            Err(_) => std::future::pending().await,
+        }
+    };
+    let result = tokio::select! {
+        result = outpost::run(cli, shutdown) => result,
+        () = deadline => Err(anyhow::anyhow!(
+            "in-flight work did not finish within {drain:?} of the stop signal (OUTPOST_DRAIN_SECONDS); exiting anyway"
+        )),
+    };
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!("{err:#}");

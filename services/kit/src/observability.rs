@@ -1,6 +1,7 @@
-//! Logging and tracing: `tracing` to stderr, plus OpenTelemetry export over OTLP when
-//! `OTEL_EXPORTER_OTLP_ENDPOINT` is set (the standard `OTEL_*` variables apply). The W3C
-//! trace-context propagator is always installed, so context crosses every hop.
+//! Logging and tracing: `tracing` to stderr (text on a terminal, else JSON lines), plus
+//! OpenTelemetry export over OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set (the standard
+//! `OTEL_*` variables apply). The W3C trace-context propagator is always installed, so context
+//! crosses every hop.
 
 use std::io::IsTerminal;
 
@@ -64,13 +65,21 @@ fn install(provider: Option<SdkTracerProvider>, filter: &str) -> anyhow::Result<
         opentelemetry::global::set_tracer_provider(p.clone());
         tracing_opentelemetry::layer().with_tracer(p.tracer("outpost")).boxed()
     });
+    // People read a terminal; log collectors read everything else, one JSON object a line.
+    let terminal = std::io::stderr().is_terminal();
+    let text = terminal.then(|| tracing_subscriber::fmt::layer().with_writer(std::io::stderr));
+    let json = (!terminal).then(|| {
+        tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_writer(std::io::stderr)
+    });
     tracing_subscriber::registry()
         .with(filter)
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_ansi(std::io::stderr().is_terminal()),
-        )
+        .with(text)
+        .with(json)
         .with(otel)
         .try_init()
         .map_err(|e| anyhow::anyhow!("tracing already installed: {e}"))?;
