@@ -15,11 +15,9 @@ async fn main() -> std::process::ExitCode {
         eprintln!("error: {err}");
         return std::process::ExitCode::from(2);
     }
-    let service = match cli.role {
-        outpost::Role::All => "outpost".to_string(),
-        role => format!("outpost-{}", format!("{role:?}").to_lowercase()),
-    };
-    let _guard = match outpost_kit::observability::init(&service, &cli.config.log) {
+    // Spans are exported as their service's (`outpost-media`, …); the role names the rest.
+    let role = format!("{:?}", cli.role).to_lowercase();
+    let _guard = match outpost_kit::observability::init(&role, &cli.config.log) {
         Ok(guard) => guard,
         Err(err) => {
             eprintln!("error: {err:#}");

@@ -69,7 +69,7 @@ impl Upstreams {
         let timeout = config.rpc_timeout();
         let token = config.token();
         let channel = |endpoint: String, setting: &str| {
-            outpost_kit::client::traced(&endpoint, timeout, &token)
+            outpost_kit::client::traced(&endpoint, timeout, "gateway", &token)
                 .with_context(|| format!("gateway upstream {setting}"))
         };
         Ok(Self {

@@ -20,7 +20,7 @@ use crate::transcode::{RouteLabel, UNMATCHED};
 
 /// Wraps the request in its trace span and records its metrics by route template.
 pub async fn observe(request: Request, next: Next) -> Response {
-    let span = outpost_kit::trace::http_span(&request);
+    let span = outpost_kit::trace::http_span("gateway", &request);
     let method = request.method().clone();
     let matched = request
         .extensions()
@@ -34,6 +34,12 @@ pub async fn observe(request: Request, next: Next) -> Response {
         .map(|l| l.0.clone())
         .or(matched)
         .unwrap_or_else(|| UNMATCHED.to_string());
+    outpost_kit::trace::record_http_response(
+        &span,
+        &method,
+        (route != UNMATCHED).then_some(route.as_str()),
+        response.status(),
+    );
     let status = response.status().as_u16();
     let seconds = started.elapsed().as_secs_f64();
     outpost_kit::metrics::observe_http(&route, method.as_str(), status, seconds);

@@ -15,7 +15,6 @@ use http::uri::PathAndQuery;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use outpost_kit::client::Traced;
 use prost_reflect::{DynamicMessage, SerializeOptions};
-use tracing::Instrument;
 
 use crate::codec::DynamicCodec;
 use crate::error::ApiError;
@@ -120,20 +119,11 @@ impl Transcoder {
         let message = request::build(binding, values, parts.uri.query(), &body)?;
 
         let rpc = &binding.rpc;
-        let service = rpc.parent_service();
         let target = self
             .targets
             .get(rpc.full_name())
             .expect("every bound RPC has a target from start");
         let (mut grpc, path) = (target.grpc.clone(), target.path.clone());
-        let span = tracing::info_span!(
-            "grpc.client",
-            otel.kind = "client",
-            otel.name = %path.path().trim_start_matches('/'),
-            rpc.system = "grpc",
-            rpc.service = service.full_name(),
-            rpc.method = rpc.name(),
-        );
         let mut call = tonic::Request::new(message);
         call.set_timeout(self.timeout);
         for name in FORWARDED_HEADERS {
@@ -144,14 +134,11 @@ impl Transcoder {
             }
         }
         let output = rpc.output();
-        let reply = async move {
-            grpc.ready()
-                .await
-                .map_err(|e| tonic::Status::unavailable(format!("upstream not ready: {e}")))?;
-            grpc.unary(call, path, DynamicCodec::new(output)).await
-        }
-        .instrument(span)
-        .await?;
+        // The channel makes the call a client span (outpost_kit::client::Traced).
+        grpc.ready()
+            .await
+            .map_err(|e| tonic::Status::unavailable(format!("upstream not ready: {e}")))?;
+        let reply = grpc.unary(call, path, DynamicCodec::new(output)).await?;
         let json = render(binding, &reply.into_inner())?;
         Ok(([(CONTENT_TYPE, HeaderValue::from_static("application/json"))], json).into_response())
     }

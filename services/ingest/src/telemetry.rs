@@ -31,7 +31,7 @@ impl Telemetry {
     pub fn connect(endpoint: &str, timeout: Duration, token: &outpost_kit::auth::Token) -> anyhow::Result<Self> {
         let channel = client::channel(endpoint, timeout)?;
         Ok(Telemetry {
-            client: TelemetryServiceClient::new(client::outbound(channel.clone(), token)),
+            client: TelemetryServiceClient::new(client::outbound(channel.clone(), "ingest", token)),
             channel,
             timeout,
         })

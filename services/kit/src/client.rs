@@ -1,38 +1,101 @@
 //! Clients of other services: channels with a connect timeout and a deadline on every call,
-//! trace context on every call, and bounded retry with backoff for idempotent calls.
+//! a client span and trace context on every call, and bounded retry with backoff for
+//! idempotent calls.
 
 use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tonic::service::interceptor::InterceptedService;
+use tonic::body::Body;
 use tonic::transport::{Channel, Endpoint};
+use tracing::{Instrument, Span};
 
-/// A channel whose every call carries what [`Outbound`] adds.
-pub type Traced = InterceptedService<Channel, Outbound>;
-
-/// What every call to another service carries: the current trace context, and the API token
-/// when one is configured (services check it on writes like the gateway does).
-#[derive(Clone, Debug, Default)]
-pub struct Outbound {
-    authorization: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
+/// A channel whose every call is a client span (named by the RPC, ended with its gRPC status)
+/// that carries the trace context to the server, and the API token when one is configured
+/// (services check it on writes like the gateway does).
+#[derive(Clone, Debug)]
+pub struct Traced {
+    channel: Channel,
+    caller: &'static str,
+    authorization: Option<http::HeaderValue>,
 }
 
-impl Outbound {
-    /// Calls carrying `token` (none when it is not set).
-    pub fn new(token: &crate::auth::Token) -> Self {
-        Outbound {
-            authorization: token.header().and_then(|h| h.parse().ok()),
+impl tower::Service<http::Request<Body>> for Traced {
+    type Response = http::Response<TracedBody>;
+    type Error = tonic::transport::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.channel.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
+        let span = crate::trace::grpc_client_span(self.caller, &request);
+        crate::trace::inject(&span, request.headers_mut());
+        if let Some(authorization) = &self.authorization {
+            request
+                .headers_mut()
+                .insert(http::header::AUTHORIZATION, authorization.clone());
         }
+        let call = self.channel.call(request);
+        let in_span = span.clone();
+        Box::pin(
+            async move {
+                match call.await {
+                    Ok(response) => {
+                        // An error comes as a trailers-only answer; a success ends in trailers,
+                        // so the span ends with the body.
+                        let status = crate::trace::grpc_status_of(response.headers());
+                        if let Some(code) = status {
+                            crate::trace::record_grpc_status(&span, code, true);
+                        }
+                        let span = status.is_none().then_some(span);
+                        Ok(response.map(|body| TracedBody { body, span }))
+                    }
+                    Err(err) => {
+                        crate::trace::record_grpc_status(&span, tonic::Code::Unavailable, true);
+                        Err(err)
+                    }
+                }
+            }
+            .instrument(in_span),
+        )
     }
 }
 
-impl tonic::service::Interceptor for Outbound {
-    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        crate::trace::inject(request.metadata_mut());
-        if let Some(authorization) = &self.authorization {
-            request.metadata_mut().insert("authorization", authorization.clone());
+/// A response body that records the call's gRPC status on its client span from the trailers,
+/// and ends the span when the body is done with.
+pub struct TracedBody {
+    body: Body,
+    span: Option<Span>,
+}
+
+impl http_body::Body for TracedBody {
+    type Data = bytes::Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(trailers) = frame.trailers_ref()
+            && let Some(span) = self.span.take()
+        {
+            let code = crate::trace::grpc_status_of(trailers).unwrap_or(tonic::Code::Unknown);
+            crate::trace::record_grpc_status(&span, code, true);
         }
-        Ok(request)
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
     }
 }
 
@@ -48,14 +111,25 @@ pub fn channel(endpoint: &str, timeout: Duration) -> anyhow::Result<Channel> {
     Ok(endpoint.connect_lazy())
 }
 
-/// A channel to `endpoint` (see [`channel`]) whose calls carry the trace context and `token`.
-pub fn traced(endpoint: &str, timeout: Duration, token: &crate::auth::Token) -> anyhow::Result<Traced> {
-    Ok(outbound(channel(endpoint, timeout)?, token))
+/// A channel to `endpoint` (see [`channel`]) for calls made by `caller`, carrying `token` (see
+/// [`outbound`]).
+pub fn traced(
+    endpoint: &str,
+    timeout: Duration,
+    caller: &'static str,
+    token: &crate::auth::Token,
+) -> anyhow::Result<Traced> {
+    Ok(outbound(channel(endpoint, timeout)?, caller, token))
 }
 
-/// `channel`, its calls carrying the current trace context and `token` (see [`Outbound`]).
-pub fn outbound(channel: Channel, token: &crate::auth::Token) -> Traced {
-    InterceptedService::new(channel, Outbound::new(token))
+/// `channel`, each call a client span of `caller` (the short name of the calling service, such
+/// as `gateway`) carrying its trace context and `token` (none when it is not set).
+pub fn outbound(channel: Channel, caller: &'static str, token: &crate::auth::Token) -> Traced {
+    Traced {
+        channel,
+        caller,
+        authorization: token.header().and_then(|h| h.parse().ok()),
+    }
 }
 
 /// A peer service as a dependency in health: healthy while its gRPC health check answers

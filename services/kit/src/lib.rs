@@ -14,6 +14,7 @@ pub mod ids;
 pub mod metrics;
 pub mod observability;
 pub mod paging;
+pub mod per_service;
 pub mod rpc;
 pub mod server;
 pub mod storage;

@@ -5,16 +5,30 @@
 
 use std::io::IsTerminal;
 
+use opentelemetry::KeyValue;
 use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::{SdkTracerProvider, SpanExporter};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
+use crate::per_service::{InheritService, PerService, service_name};
+
 /// Flushes and stops trace export when dropped.
 pub struct TracingGuard {
     provider: Option<SdkTracerProvider>,
+}
+
+impl TracingGuard {
+    /// Exports every ended span now.
+    pub fn flush(&self) -> anyhow::Result<()> {
+        if let Some(provider) = &self.provider {
+            provider.force_flush()?;
+        }
+        Ok(())
+    }
 }
 
 impl Drop for TracingGuard {
@@ -27,35 +41,57 @@ impl Drop for TracingGuard {
     }
 }
 
-/// Installs logging, and OTLP trace export when `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
-pub fn init(service: &str, filter: &str) -> anyhow::Result<TracingGuard> {
-    let provider = match std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT") {
-        Ok(endpoint) if !endpoint.trim().is_empty() => {
-            let exporter = opentelemetry_otlp::SpanExporter::builder()
-                .with_tonic()
-                .build()
-                .map_err(|e| anyhow::anyhow!("invalid setting OTEL_EXPORTER_OTLP_ENDPOINT: {e}"))?;
-            Some(provider_builder(service).with_batch_exporter(exporter).build())
+/// Installs logging, and OTLP trace export when `OTEL_EXPORTER_OTLP_ENDPOINT` is set. `role`
+/// is what the process runs (`all`, `media`, …): spans of no particular service get its
+/// `service.name` (see [`crate::per_service::service_name`]).
+pub fn init(role: &str, filter: &str) -> anyhow::Result<TracingGuard> {
+    let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .ok()
+        .filter(|e| !e.trim().is_empty());
+    init_with_endpoint(role, filter, endpoint.as_deref())
+}
+
+/// [`init`] with the OTLP endpoint given (`None`: no export); the other `OTEL_*` variables
+/// apply.
+pub fn init_with_endpoint(role: &str, filter: &str, endpoint: Option<&str>) -> anyhow::Result<TracingGuard> {
+    let provider = match endpoint {
+        Some(endpoint) => {
+            let exporters = PerService::new(|| {
+                opentelemetry_otlp::SpanExporter::builder()
+                    .with_tonic()
+                    .with_endpoint(endpoint)
+                    .build()
+                    .map_err(|e| anyhow::anyhow!("invalid setting OTEL_EXPORTER_OTLP_ENDPOINT: {e}"))
+            })?;
+            Some(provider_builder(role).with_batch_exporter(exporters).build())
         }
-        _ => None,
+        None => None,
     };
     install(provider, filter)
 }
 
-/// Installs logging and exports every span to `exporter` as it ends (for tests).
-pub fn init_with_exporter<E: SpanExporter + 'static>(
-    service: &str,
+/// Installs logging and exports every span to a clone of `exporter` as it ends (for tests).
+pub fn init_with_exporter<E: SpanExporter + Clone + 'static>(
+    role: &str,
     filter: &str,
     exporter: E,
 ) -> anyhow::Result<TracingGuard> {
+    let exporters = PerService::new(|| Ok(exporter.clone()))?;
     install(
-        Some(provider_builder(service).with_simple_exporter(exporter).build()),
+        Some(provider_builder(role).with_simple_exporter(exporters).build()),
         filter,
     )
 }
 
-fn provider_builder(service: &str) -> opentelemetry_sdk::trace::TracerProviderBuilder {
-    SdkTracerProvider::builder().with_resource(Resource::builder().with_service_name(service.to_string()).build())
+fn provider_builder(role: &str) -> opentelemetry_sdk::trace::TracerProviderBuilder {
+    let resource = Resource::builder()
+        .with_service_name(service_name(role))
+        .with_attribute(KeyValue::new("service.namespace", "outpost"))
+        .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
+        .build();
+    SdkTracerProvider::builder()
+        .with_resource(resource)
+        .with_span_processor(InheritService::default())
 }
 
 fn install(provider: Option<SdkTracerProvider>, filter: &str) -> anyhow::Result<TracingGuard> {

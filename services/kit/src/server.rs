@@ -265,8 +265,9 @@ where
             mark_unavailable(short, response.headers_mut());
             return Box::pin(std::future::ready(Ok(response)));
         }
-        let span = crate::trace::grpc_server_span(self.service, &request);
+        let span = crate::trace::grpc_server_span(short, &request);
         let future = { span.in_scope(|| self.inner.call(request)) };
+        let in_span = span.clone();
         Box::pin(
             async move {
                 let started = Instant::now();
@@ -274,21 +275,23 @@ where
                 if let Ok(response) = &mut result {
                     mark_unavailable(short, response.headers_mut());
                 }
+                // Errors are trailers-only answers, with the status in the headers; a success
+                // carries it in the trailers.
                 let code = match &result {
-                    Ok(response) => response
-                        .headers()
-                        .get("grpc-status")
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.parse::<i32>().ok())
-                        .map(|c| format!("{:?}", tonic::Code::from_i32(c)))
-                        .unwrap_or_else(|| "Ok".into()),
-                    Err(_) => "Internal".into(),
+                    Ok(response) => crate::trace::grpc_status_of(response.headers()).unwrap_or(tonic::Code::Ok),
+                    Err(_) => tonic::Code::Internal,
                 };
+                crate::trace::record_grpc_status(&span, code, false);
                 let (grpc_service, method) = path.trim_start_matches('/').split_once('/').unwrap_or(("", &path));
-                crate::metrics::observe_grpc(grpc_service, method, &code, started.elapsed().as_secs_f64());
+                crate::metrics::observe_grpc(
+                    grpc_service,
+                    method,
+                    &format!("{code:?}"),
+                    started.elapsed().as_secs_f64(),
+                );
                 result
             }
-            .instrument(span),
+            .instrument(in_span),
         )
     }
 }

@@ -84,7 +84,11 @@ pub async fn serve_on(
     metrics::init();
     let storage = Storage::start(&config.storage(), "telemetry", migrations()).await?;
     let media_channel = outpost_kit::client::channel(&config.media_endpoint(), config.rpc_timeout())?;
-    let media = MediaServiceClient::new(outpost_kit::client::outbound(media_channel.clone(), &config.token()));
+    let media = MediaServiceClient::new(outpost_kit::client::outbound(
+        media_channel.clone(),
+        "telemetry",
+        &config.token(),
+    ));
     let keys = Arc::new(sensor_keys::SensorKeys::default());
     let readings = Readings::with_keys(storage.db.clone(), keys.clone());
     let devices = devices::Devices::new(storage.db.clone(), keys);
