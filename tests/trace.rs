@@ -238,14 +238,26 @@ async fn traces_read_well_in_an_otlp_backend() {
         "NOT_FOUND is no failure of the server"
     );
 
-    // A hand-written route records its upstream call, which ends OK.
+    // A hand-written route records its upstream call, which ends OK, and ingest its own call
+    // to telemetry: gateway → ingest → telemetry.
     let write = gateway_span(&spans, "POST /add_rawdata/");
     assert_eq!(write.attr("http.response.status_code").as_deref(), Some("201"));
     let client = child(&spans, write, SpanKind::Client);
-    assert_eq!(client.attr("rpc.method").as_deref(), Some("WriteReadings"));
+    assert_eq!(
+        client.attr("rpc.service").as_deref(),
+        Some("outpost.ingest.v1.IngestService")
+    );
     assert_eq!(client.attr("rpc.grpc.status_code").as_deref(), Some("0"));
     assert_eq!(client.status(), StatusCode::Unset);
-    assert_eq!(child(&spans, client, SpanKind::Server).service(), "outpost-telemetry");
+    let in_ingest = child(&spans, client, SpanKind::Server);
+    assert_eq!(in_ingest.service(), "outpost-ingest");
+    let to_telemetry = child(&spans, in_ingest, SpanKind::Client);
+    assert_eq!(to_telemetry.service(), "outpost-ingest");
+    assert_eq!(to_telemetry.attr("rpc.method").as_deref(), Some("WriteReadings"));
+    assert_eq!(
+        child(&spans, to_telemetry, SpanKind::Server).service(),
+        "outpost-telemetry"
+    );
 
     // The incoming trace continues across gateway → telemetry → media, each hop a client span
     // under its caller's service and a server span under the callee's.

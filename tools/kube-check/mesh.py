@@ -256,7 +256,7 @@ class Mesh:
             status, body = http("POST", f"{base}/add_rawdata/", {"sensor": sensor, "value": 1, "timestamp": now})
             expect("POST /add_rawdata/ without the Secret's token", status, body, 401)
         status, body = http("POST", f"{base}/add_rawdata/", {"sensor": sensor, "value": 21.5, "timestamp": now}, token)
-        expect("POST /add_rawdata/ (gateway → telemetry → PostgreSQL)", status, body, 201)
+        expect("POST /add_rawdata/ (gateway → ingest → telemetry → PostgreSQL)", status, body, 201)
         status, body = http("GET", f"{base}/get_current_value/{sensor}")
         expect("GET /get_current_value/… (gateway → telemetry)", status, body, 200)
         if "21.5" not in json.dumps(body):
