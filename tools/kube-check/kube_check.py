@@ -117,7 +117,10 @@ def skaffold(dev: Path):
     if errors:
         lines = []
         for error in errors:
-            lines.append(f"{'/'.join(map(str, error.absolute_path)) or '(top)'}: {error.message[:300]}")
+            where = "/".join(map(str, error.absolute_path)) or "(top)"
+            # An anyOf error repeats the whole document; its causes say what is wrong.
+            what = "matches none of the schema's alternatives:" if error.context else error.message[:300]
+            lines.append(f"{where}: {what}")
             for cause in error.context or []:
                 lines.append(f"    {'/'.join(map(str, cause.absolute_path))}: {cause.message[:300]}")
         raise CheckError("skaffold.yaml does not match its schema:\n" + "\n".join(lines))
@@ -179,6 +182,10 @@ def main() -> int:
     parser.add_argument("--postgres-superuser", default="postgres")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    args.binary = args.binary.resolve()
+    if not args.binary.is_file():
+        print(f"kube-check: no binary at {args.binary} (build it with cargo build)", file=sys.stderr)
+        return 2
     try:
         step("render with kubectl kustomize")
         files = rendered(args.out)

@@ -296,6 +296,8 @@ class Mesh:
                 pod.process.send_signal(signal.SIGTERM)
         started = time.monotonic()
         for pod in self.pods:
+            if pod.process is None:
+                continue
             spec = pod.workload["spec"]["template"]["spec"]
             grace = spec.get("terminationGracePeriodSeconds", 30)
             pause = pod.container.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)
