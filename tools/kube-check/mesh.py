@@ -19,6 +19,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import grpc
+
 import probes
 from manifests import CheckError, Manifests, container_env, expand
 
@@ -276,6 +278,8 @@ class Mesh:
             time.sleep(0.2)
         expect("XADD to the sensor stream, then GET /get_current_value/… (Redis → ingest → telemetry)", status, body, 200)
 
+        self.grpc_writes()
+
         status, body = http("POST", f"{base}/api/v1/snapshots:export", {}, token)
         expect("POST /api/v1/snapshots:export (gateway → telemetry → media → S3)", status, body, 200)
         name = json.dumps(body)
@@ -286,6 +290,35 @@ class Mesh:
         expect(f"GET /api/v1/{match.group(1)} (gateway → media)", status, body, 200)
         status, body = http("GET", f"{base}/api/v1/plotJobs")
         expect("GET /api/v1/plotJobs (gateway → plotting)", status, body, 200)
+
+    def grpc_writes(self):
+        """Each service's Secret token is in force: a write straight to the service over gRPC is
+        refused without it, and passes the check with it (an empty request then fails on its
+        content, not its credentials)."""
+        writes = {
+            "ingest": "/outpost.ingest.v1.IngestService/CreateRun",
+            "media": "/outpost.media.v1.MediaService/CreateObject",
+            "telemetry": "/outpost.telemetry.v1.TelemetryService/WriteReadings",
+            "plotting": "/outpost.plotting.v1.PlottingService/CreatePlotJob",
+        }
+        for role, method in writes.items():
+            pod = self.pod(role)
+            token = pod.env.get("OUTPOST_API_TOKEN")
+            if not token:
+                raise CheckError(f"{pod.name}: no OUTPOST_API_TOKEN, so its gRPC writes are open to anyone who reaches it")
+            port = pod.ports[container_port(pod.container, "grpc")]
+            with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+                call = channel.unary_unary(method)
+                codes = []
+                for metadata in ((), (("authorization", f"Bearer {token}"),)):
+                    try:
+                        call(b"", timeout=10, metadata=metadata)
+                        codes.append(grpc.StatusCode.OK)
+                    except grpc.RpcError as err:
+                        codes.append(err.code())
+            print(f"  gRPC {method} without the token: {codes[0].name}; with it: {codes[1].name}", flush=True)
+            if codes[0] != grpc.StatusCode.UNAUTHENTICATED or codes[1] == grpc.StatusCode.UNAUTHENTICATED:
+                raise CheckError(f"{pod.name}: the token does not guard {method} ({codes})")
 
     def stop(self, check: bool = True):
         """SIGTERM to every process; each must exit cleanly within the time its pod has left
