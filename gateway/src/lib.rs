@@ -160,6 +160,13 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let app = router(&config, Upstreams::connect(&config)?)?;
     tracing::info!(addr = %listener.local_addr()?, "gateway listening");
+    // TCP_NODELAY on every connection: a response must not wait for the client's delayed ACK.
+    use axum::serve::ListenerExt as _;
+    let listener = listener.tap_io(|tcp| {
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %err, "TCP_NODELAY not set");
+        }
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

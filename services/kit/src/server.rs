@@ -130,14 +130,20 @@ impl GrpcServer {
                 token: self.token.clone(),
             })
             .add_routes(routes)
-            .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async {
-                shutdown.await;
-                watcher.abort();
-                self.health
-                    .set_service_status(self.service, ServingStatus::NotServing)
-                    .await;
-                self.health.set_service_status("", ServingStatus::NotServing).await;
-            })
+            // TCP_NODELAY on every accepted connection: a response's headers, data and trailers
+            // leave in separate writes, which Nagle's algorithm would hold for the peer's
+            // delayed ACK (about 40 ms). The server sets it only on listeners it binds itself.
+            .serve_with_incoming_shutdown(
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+                async {
+                    shutdown.await;
+                    watcher.abort();
+                    self.health
+                        .set_service_status(self.service, ServingStatus::NotServing)
+                        .await;
+                    self.health.set_service_status("", ServingStatus::NotServing).await;
+                },
+            )
             .await;
         tracing::info!(service = self.service, "stopped");
         result.map_err(Into::into)
