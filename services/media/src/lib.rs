@@ -36,7 +36,8 @@ pub struct MediaConfig {
     /// Most review clicks written in one batch (one SQL statement).
     #[arg(long, env = "OUTPOST_REVIEW_BATCH_MAX", default_value = "1000", value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub review_batch_max: u64,
-    /// How long a batch of review clicks waits for more after its first, in milliseconds.
+    /// How long a batch of review clicks waits for more after its first, at most, in milliseconds
+    /// (it closes sooner once clicks stop arriving).
     #[arg(long, env = "OUTPOST_REVIEW_BATCH_MS", default_value = "10", value_parser = clap::value_parser!(u64).range(0..=1000))]
     pub review_batch_ms: u64,
 }
