@@ -223,3 +223,53 @@ async fn a_time_range_includes_its_start_and_excludes_its_end() {
         assert!(status.message().starts_with("parent"), "{}", status.message());
     }
 }
+
+#[tokio::test]
+async fn a_page_token_belongs_to_its_query() {
+    for backend in backends() {
+        let label = backend.label;
+        let mut client = start_telemetry(&backend, TelemetryConfig::default(), None).await;
+        let readings: Vec<pb::Reading> = (0..4)
+            .flat_map(|i| [reading("a", "t", T0 + i, 1.0), reading("b", "t", T0 + i, 2.0)])
+            .collect();
+        write(&mut client, readings).await;
+        let first = pb::ListReadingsRequest {
+            parent: "devices/a/sensors/t".into(),
+            page_size: 2,
+            ..Default::default()
+        };
+        let page = client.list_readings(first.clone()).await.unwrap().into_inner();
+        assert!(!page.next_page_token.is_empty(), "{label}");
+        // The same token on another sensor's readings, or with another range, is refused.
+        for other in [
+            pb::ListReadingsRequest {
+                parent: "devices/b/sensors/t".into(),
+                ..first.clone()
+            },
+            pb::ListReadingsRequest {
+                start_time: Some(ts(T0 + 1)),
+                ..first.clone()
+            },
+        ] {
+            let request = pb::ListReadingsRequest {
+                page_token: page.next_page_token.clone(),
+                ..other
+            };
+            let refused = client.list_readings(request).await.unwrap_err();
+            assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{label}: {refused:?}");
+            assert!(
+                refused.message().starts_with("page_token:"),
+                "{label}: {}",
+                refused.message()
+            );
+        }
+        // With its own query it walks on.
+        let next = pb::ListReadingsRequest {
+            page_token: page.next_page_token,
+            ..first
+        };
+        let page = client.list_readings(next).await.unwrap().into_inner();
+        assert_eq!(page.readings.len(), 2, "{label}");
+        assert!(page.readings.iter().all(|r| r.device == "a"), "{label}");
+    }
+}
