@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 
 use crate::Upstreams;
 use crate::error::ApiError;
+use crate::openapi::Route;
 use crate::ops;
 
 /// The SEN, BOX and IMG routes.
@@ -25,6 +26,12 @@ pub fn routes(upstreams: &Upstreams) -> Router {
         .merge(sensors::routes(upstreams))
         .merge(sensebox::routes(upstreams))
         .merge(images::routes(upstreams))
+}
+
+/// The SEN, BOX and IMG routes, for the OpenAPI document: each module declares its own next to
+/// its handlers, in an `openapi()` beside its `routes()`.
+pub fn openapi() -> Vec<Route> {
+    [sensors::openapi(), sensebox::openapi(), images::openapi()].concat()
 }
 
 /// 200 `{"status": "ok", "services": …}` when every one of `services` (short names) and its
