@@ -24,9 +24,25 @@ for _ in $(seq 1 100); do
   sleep 0.2
 done
 curl -fsS "$url/readyz" >/dev/null || { cat "$log"; echo "the mesh is not ready"; exit 1; }
+# Seeds what the reads of one resource read (see schemathesis.toml): a device with a fresh
+# temperature, a stored object, an image, a snapshot.
 now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 curl -fsS -X POST "$url/api/v1/readings:write" -H 'Content-Type: application/json' \
   -d "{\"readings\": [{\"device\": \"box-1\", \"sensor\": \"temperature\", \"value\": 21.5, \"unit\": \"°C\", \"time\": \"$now\"}]}" >/dev/null
+field() { python3 -c "import json, sys; print(json.load(sys.stdin)$1)"; }
+object=$(curl -fsS -X POST "$url/api/v1/objects" -H 'Content-Type: application/json' \
+  -d '{"object": {"kind": "note", "contentType": "text/plain"}, "content": "aGVsbG8="}' | field "['object']['name']")
+python3 -c "
+import struct, sys, zlib
+def chunk(kind, data):
+    return struct.pack('>I', len(data)) + kind + data + struct.pack('>I', zlib.crc32(kind + data))
+rows = b''.join(b'\\x00' + b'\\x80\\x40\\x20' * 4 for _ in range(4))
+png = b'\\x89PNG\\r\\n\\x1a\\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', 4, 4, 8, 2, 0, 0, 0)) + chunk(b'IDAT', zlib.compress(rows)) + chunk(b'IEND', b'')
+open(sys.argv[1], 'wb').write(png)
+" "$data/seed.png"
+image=$(curl -fsS -X POST "$url/image_upload" -F "photo=@$data/seed.png;type=image/png" | field "['id']")
+snapshot=$(curl -fsS -X POST "$url/store" | field "['download'].split('/')[-1]")
+export SEED_OBJECT=${object#objects/} SEED_IMAGE=$image SEED_SNAPSHOT=$snapshot
 cd "$data"
 SCHEMATHESIS_HOOKS=hooks PYTHONPATH="$here" schemathesis --config-file "$here/schemathesis.toml" run "$url/api/openapi.json" \
   --phases examples,coverage,fuzzing --max-examples 30 --seed 1 --workers 2 \
