@@ -4,6 +4,7 @@
 
 mod api;
 pub mod boxes;
+pub mod camera;
 pub mod leases;
 pub mod messages;
 pub mod metrics;
@@ -61,6 +62,16 @@ pub struct IngestConfig {
     /// of it); a run of a replica that stopped is taken over by another after this.
     #[arg(long, env = "OUTPOST_RUN_LEASE_SECONDS", default_value = "30", value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub run_lease_seconds: u64,
+    /// Base URL of the burrow camera's feed (ingest fetches `{url}/db/...` and frames under
+    /// `{url}/hole-cam/static/`, nothing else).
+    #[arg(long, env = "OUTPOST_CAMERA_FEED_URL", default_value = camera::DEFAULT_FEED_URL, value_parser = outpost_kit::config::parse_url)]
+    pub camera_feed_url: String,
+    /// The camera's time zone (an IANA name): a camera day is a calendar day there.
+    #[arg(long, env = "OUTPOST_CAMERA_TIMEZONE", default_value = "UTC", value_parser = camera::day::parse_time_zone)]
+    pub camera_timezone: String,
+    /// Camera frames downloaded (and stored) at once, per day load.
+    #[arg(long, env = "OUTPOST_CAMERA_CONCURRENCY", default_value = "8", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub camera_concurrency: u16,
 }
 
 impl Default for IngestConfig {
@@ -73,6 +84,9 @@ impl Default for IngestConfig {
             sensor_stream: "sensor_readings".into(),
             load_retry_seconds: 30,
             run_lease_seconds: 30,
+            camera_feed_url: camera::DEFAULT_FEED_URL.into(),
+            camera_timezone: "UTC".into(),
+            camera_concurrency: 8,
         }
     }
 }
@@ -121,7 +135,10 @@ pub async fn serve_on(
         lease: Duration::from_secs(ingest.run_lease_seconds),
         retry_spacing: Duration::from_secs(ingest.load_retry_seconds),
     };
-    let runs = runs::Runs::new(storage.db.clone(), HashMap::from([opensensemap::loader(osem)]), options);
+    let media = camera::media::Media::connect(&config.media_endpoint(), config.rpc_timeout(), &config.token())?;
+    let camera = camera::Camera::new(&ingest, media)?;
+    let loaders = HashMap::from([opensensemap::loader(osem), camera::loader(camera)]);
+    let runs = runs::Runs::new(storage.db.clone(), loaders, options);
     tracing::info!(replica = %replica, "ingest replica starting");
 
     let stop = CancellationToken::new();

@@ -129,6 +129,11 @@ impl RunHandle {
         self.live.stopped().await
     }
 
+    /// The run's parameters.
+    pub fn parameters(&self) -> std::collections::BTreeMap<String, String> {
+        self.live.current().parameters
+    }
+
     /// Sets how many items there are.
     pub fn set_total(&self, total: i64) {
         self.live.update(|run| run.total = total);
@@ -142,6 +147,11 @@ impl RunHandle {
     /// Counts `n` items stored.
     pub fn add_created(&self, n: i64) {
         self.live.update(|run| run.counts.created += n);
+    }
+
+    /// Counts `n` items that replaced a stored item.
+    pub fn add_updated(&self, n: i64) {
+        self.live.update(|run| run.counts.updated += n);
     }
 
     /// Counts `n` items left alone.
