@@ -149,6 +149,20 @@ impl RunHandle {
         self.live.update(|run| run.counts.skipped += n);
     }
 
+    /// Counts items an upsert created, updated, or found unchanged (skipped).
+    pub fn add_upserted(&self, created: i64, updated: i64, unchanged: i64) {
+        self.live.update(|run| {
+            run.counts.created += created;
+            run.counts.updated += updated;
+            run.counts.skipped += unchanged;
+        });
+    }
+
+    /// The run's parameters.
+    pub fn parameters(&self) -> std::collections::BTreeMap<String, String> {
+        self.live.current().parameters
+    }
+
     /// Counts an item that failed, keeping its error (up to the bound).
     pub fn add_failed(&self, item: impl Into<String>, message: impl Into<String>) {
         self.live.update(|run| {
