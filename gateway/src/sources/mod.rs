@@ -1,12 +1,14 @@
 //! The source systems' routes (design section 5), written by hand over the services' typed
 //! clients: SEN, the sensor hub, in [`sensors`]; BOX, the senseBox temperature service, in
-//! [`sensebox`]; IMG, the image management engine, in [`images`]. They keep the source systems' paths and methods, take and answer JSON, and
+//! [`sensebox`]; IMG, the image management engine, in [`images`]; ROV, the rover tracker, in
+//! [`rover`]. They keep the source systems' paths and methods, take and answer JSON, and
 //! answer every error with the gateway's JSON error body.
 //!
 //! They bring no fallback of their own, so they merge into [`crate::routes`]; their writes pass
 //! the bearer-token check of [`crate::layer`] like every other route.
 
 mod images;
+mod rover;
 mod sensebox;
 mod sensors;
 
@@ -19,12 +21,13 @@ use crate::Upstreams;
 use crate::error::ApiError;
 use crate::ops;
 
-/// The SEN, BOX and IMG routes.
+/// The SEN, BOX, IMG and ROV routes.
 pub fn routes(upstreams: &Upstreams) -> Router {
     Router::new()
         .merge(sensors::routes(upstreams))
         .merge(sensebox::routes(upstreams))
         .merge(images::routes(upstreams))
+        .merge(rover::routes(upstreams))
 }
 
 /// 200 `{"status": "ok", "services": …}` when every one of `services` (short names) and its
