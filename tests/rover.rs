@@ -230,6 +230,29 @@ async fn rover_routes_through_the_mesh() {
         assert_eq!(keys(&rows[585]), BTreeSet::from(["sol", "lon", "lat"]));
         assert_eq!(rows[585]["lon"].as_f64(), Some(77.26435779));
 
+        // The same track on /api/v1: an inclusive sol range, and the summary.
+        let in_range = features
+            .iter()
+            .filter(|f| (100..=400).contains(&f["properties"]["sol"].as_i64().unwrap()))
+            .count();
+        let (status, body) = get(
+            &http,
+            format!("{base}/api/v1/tracks/perseverance/waypoints?minSol=100&maxSol=400&pageSize=1000"),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["waypoints"].as_array().unwrap().len(), in_range, "{label}");
+        let (status, body) = get(&http, format!("{base}/api/v1/tracks/perseverance:summary")).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            (
+                body["track"]["latestSol"].clone(),
+                body["track"]["waypointCount"].clone()
+            ),
+            (json!(1615), json!("586"))
+        );
+        assert_eq!(body["latest"]["rmc"], "79_198");
+
         // Loading again changes nothing.
         let runs = load(&http, base, None).await;
         assert_eq!(counts(&runs[0]), (0, 0, 586, 0), "{label}");
