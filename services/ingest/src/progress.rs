@@ -159,6 +159,15 @@ impl RunHandle {
         self.live.update(|run| run.counts.skipped += n);
     }
 
+    /// Counts items an upsert created, updated, or found unchanged (skipped).
+    pub fn add_upserted(&self, created: i64, updated: i64, unchanged: i64) {
+        self.live.update(|run| {
+            run.counts.created += created;
+            run.counts.updated += updated;
+            run.counts.skipped += unchanged;
+        });
+    }
+
     /// Counts an item that failed, keeping its error (up to the bound).
     pub fn add_failed(&self, item: impl Into<String>, message: impl Into<String>) {
         self.live.update(|run| {
