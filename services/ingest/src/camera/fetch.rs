@@ -21,8 +21,8 @@ pub const FRAME_TRIES: u32 = 3;
 pub const FRAME_BACKOFF: Duration = Duration::from_millis(200);
 /// Largest answer of a day's rows or boxes.
 pub const MAX_LIST_BYTES: usize = 32 << 20;
-/// Largest frame taken from the feed (media applies its own bound as well).
-pub const MAX_FRAME_BYTES: usize = 64 << 20;
+/// Largest frame taken from the feed (media's default bound; media applies its own too).
+pub const MAX_FRAME_BYTES: usize = 32 << 20;
 /// Characters of an unexpected answer's body kept in the error.
 const BODY_SHOWN: usize = 200;
 
