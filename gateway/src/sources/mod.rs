@@ -7,6 +7,7 @@
 //! the bearer-token check of [`crate::layer`] like every other route.
 
 mod images;
+mod plots;
 mod sensebox;
 mod sensors;
 
@@ -25,6 +26,7 @@ pub fn routes(upstreams: &Upstreams) -> Router {
         .merge(sensors::routes(upstreams))
         .merge(sensebox::routes(upstreams))
         .merge(images::routes(upstreams))
+        .merge(plots::routes(upstreams))
 }
 
 /// 200 `{"status": "ok", "services": …}` when every one of `services` (short names) and its

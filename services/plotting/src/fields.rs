@@ -10,7 +10,10 @@ use prost_types::value::Kind;
 enum Read {
     /// From the typed waypoint.
     Typed(fn(&telemetry::Waypoint) -> f64),
+    /// From a typed field the waypoint may lack.
+    Optional(fn(&telemetry::Waypoint) -> Option<f64>),
     /// From the waypoint's other fields, by this name (waypoints without it are left out).
+    #[allow(dead_code)] // every known field is typed today; a new source field starts here
     Extra(&'static str),
 }
 
@@ -34,6 +37,7 @@ impl Field {
     pub fn of(&self, waypoint: &telemetry::Waypoint) -> Option<f64> {
         let value = match self.read {
             Read::Typed(read) => read(waypoint),
+            Read::Optional(read) => read(waypoint)?,
             Read::Extra(name) => match waypoint.extra.as_ref()?.fields.get(name)?.kind.as_ref()? {
                 Kind::NumberValue(n) => *n,
                 Kind::StringValue(s) => s.trim().parse().ok()?,
@@ -96,7 +100,7 @@ pub const WAYPOINT_FIELDS: &[Field] = &[
     Field {
         name: "elev_radii",
         unit: "m",
-        read: Read::Extra("elev_radii"),
+        read: Read::Typed(|w| position(w).elevation_radii_m),
     },
     Field {
         name: "radius",
@@ -131,7 +135,7 @@ pub const WAYPOINT_FIELDS: &[Field] = &[
     Field {
         name: "yaw_rad",
         unit: "rad",
-        read: Read::Extra("yaw_rad"),
+        read: Read::Typed(|w| orientation(w).yaw_rad),
     },
     Field {
         name: "tilt",
@@ -151,22 +155,22 @@ pub const WAYPOINT_FIELDS: &[Field] = &[
     Field {
         name: "dist_km",
         unit: "km",
-        read: Read::Extra("dist_km"),
+        read: Read::Typed(|w| w.dist_km),
     },
     Field {
         name: "dist_mi",
         unit: "mi",
-        read: Read::Extra("dist_mi"),
+        read: Read::Typed(|w| w.dist_mi),
     },
     Field {
         name: "SCLK_START",
         unit: "s",
-        read: Read::Extra("SCLK_START"),
+        read: Read::Optional(|w| w.sclk_start.map(|v| v as f64)),
     },
     Field {
         name: "SCLK_END",
         unit: "s",
-        read: Read::Extra("SCLK_END"),
+        read: Read::Optional(|w| w.sclk_end.map(|v| v as f64)),
     },
 ];
 
@@ -242,28 +246,21 @@ mod tests {
     }
 
     #[test]
-    fn extra_fields_are_read_as_numbers_or_numeric_strings() {
-        let mut extra = prost_types::Struct::default();
-        extra.fields.insert(
-            "yaw_rad".into(),
-            prost_types::Value {
-                kind: Some(Kind::NumberValue(1.5)),
-            },
-        );
-        extra.fields.insert(
-            "dist_km".into(),
-            prost_types::Value {
-                kind: Some(Kind::StringValue(" 2.25 ".into())),
-            },
-        );
+    fn typed_and_optional_fields_are_read() {
         let waypoint = telemetry::Waypoint {
             sol: 7,
-            extra: Some(extra),
+            dist_km: 2.25,
+            orientation: Some(telemetry::Orientation {
+                yaw_rad: 1.5,
+                ..Default::default()
+            }),
+            sclk_start: Some(700),
             ..Default::default()
         };
         assert_eq!(waypoint_field("yaw_rad").unwrap().of(&waypoint), Some(1.5));
         assert_eq!(waypoint_field("dist_km").unwrap().of(&waypoint), Some(2.25));
-        assert_eq!(waypoint_field("dist_mi").unwrap().of(&waypoint), None);
+        assert_eq!(waypoint_field("SCLK_START").unwrap().of(&waypoint), Some(700.0));
+        assert_eq!(waypoint_field("SCLK_END").unwrap().of(&waypoint), None);
         assert_eq!(waypoint_field("sol").unwrap().of(&waypoint), Some(7.0));
     }
 }
