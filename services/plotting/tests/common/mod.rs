@@ -195,3 +195,130 @@ pub async fn download(
     }
     Ok((info.expect("the download starts with its info"), bytes))
 }
+
+/// The rover's track in the tests.
+pub const TRACK: &str = "tracks/perseverance";
+/// NASA's MMGIS waypoints of Perseverance, to sol 1615.
+pub const WAYPOINTS: &str = include_str!("../../../../fixtures/rover/M20_waypoints.json");
+/// NASA's MMGIS traverse of Perseverance.
+pub const TRAVERSE: &str = include_str!("../../../../fixtures/rover/M20_traverse.json");
+
+fn features(text: &str) -> Vec<serde_json::Value> {
+    let doc: serde_json::Value = serde_json::from_str(text.trim_start_matches('\u{feff}')).unwrap();
+    doc["features"].as_array().unwrap().clone()
+}
+
+/// The sols of the fixture's waypoints.
+pub fn fixture_sols() -> Vec<i32> {
+    features(WAYPOINTS)
+        .iter()
+        .map(|f| f["properties"]["sol"].as_i64().unwrap() as i32)
+        .collect()
+}
+
+/// The sols of the fixture's traverse segments.
+pub fn fixture_traverse_sols() -> Vec<i32> {
+    features(TRAVERSE)
+        .iter()
+        .map(|f| f["properties"]["sol"].as_i64().unwrap() as i32)
+        .collect()
+}
+
+/// Loads the fixture's waypoints and traverse into telemetry, through `UpsertWaypoints` and
+/// `UpsertTraverse`.
+pub async fn load_fixture(url: &str) {
+    let number = |p: &serde_json::Value, key: &str| p[key].as_f64().unwrap_or_default();
+    let waypoints = features(WAYPOINTS)
+        .iter()
+        .map(|f| {
+            let p = &f["properties"];
+            telemetry::Waypoint {
+                sol: p["sol"].as_i64().unwrap() as i32,
+                site: p["site"].as_i64().unwrap() as i32,
+                drive: p["drive"].as_i64().unwrap() as i32,
+                rmc: p["RMC"].as_str().unwrap_or_default().into(),
+                position: Some(telemetry::Position {
+                    longitude: number(p, "lon"),
+                    latitude: number(p, "lat"),
+                    elevation_m: number(p, "elev_geoid"),
+                    easting: number(p, "easting"),
+                    northing: number(p, "northing"),
+                    radius_m: number(p, "radius"),
+                    elevation_radii_m: number(p, "elev_radii"),
+                }),
+                orientation: Some(telemetry::Orientation {
+                    roll: number(p, "roll"),
+                    pitch: number(p, "pitch"),
+                    yaw: number(p, "yaw"),
+                    tilt: number(p, "tilt"),
+                    yaw_rad: number(p, "yaw_rad"),
+                }),
+                dist_m: number(p, "dist_m"),
+                dist_total_m: number(p, "dist_total_m"),
+                dist_km: number(p, "dist_km"),
+                dist_mi: number(p, "dist_mi"),
+                ..Default::default()
+            }
+        })
+        .collect();
+    let mut client = telemetry(url);
+    client
+        .upsert_waypoints(telemetry::UpsertWaypointsRequest {
+            parent: TRACK.into(),
+            waypoints,
+        })
+        .await
+        .unwrap();
+    let segments: Vec<telemetry::TraverseSegment> = features(TRAVERSE)
+        .iter()
+        .map(|f| {
+            let p = &f["properties"];
+            let points = f["geometry"]["coordinates"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| telemetry::PathPoint {
+                    longitude: c[0].as_f64().unwrap(),
+                    latitude: c[1].as_f64().unwrap(),
+                    elevation_m: c.get(2).and_then(|e| e.as_f64()).unwrap_or_default(),
+                })
+                .collect();
+            telemetry::TraverseSegment {
+                sol: p["sol"].as_i64().unwrap() as i32,
+                from_rmc: p["fromRMC"].as_str().unwrap_or_default().into(),
+                to_rmc: p["toRMC"].as_str().unwrap_or_default().into(),
+                length_m: number(p, "length"),
+                points,
+                has_elevation: true,
+                ..Default::default()
+            }
+        })
+        .collect();
+    for chunk in segments.chunks(200) {
+        client
+            .upsert_traverse(telemetry::UpsertTraverseRequest {
+                parent: TRACK.into(),
+                segments: chunk.to_vec(),
+            })
+            .await
+            .unwrap();
+    }
+}
+
+/// A job plotting `y` against sol over `[start, end]`.
+pub fn track_job(y: &str, start: i32, end: i32, format: pb::PlotFormat) -> pb::PlotJob {
+    pb::PlotJob {
+        spec: Some(pb::PlotSpec {
+            kind: Some(pb::plot_spec::Kind::Track(pb::TrackPlot {
+                track: TRACK.into(),
+                x_field: "sol".into(),
+                y_field: y.into(),
+                start_sol: start,
+                end_sol: end,
+            })),
+            title: String::new(),
+        }),
+        format: format as i32,
+        ..Default::default()
+    }
+}
