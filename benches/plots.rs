@@ -102,6 +102,21 @@ fn p3() -> anyhow::Result<()> {
         ours.as_secs_f64() * 1000.0,
         png.len()
     );
+    // Where the time goes: drawing the pixels, and encoding them.
+    let (mut draws, mut encodes) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let started = Instant::now();
+        let rgb = outpost_plotting::render::pixels(&chart, 1024, 768)?;
+        draws.push(started.elapsed());
+        let started = Instant::now();
+        std::hint::black_box(outpost_plotting::render::png(&rgb, 1024, 768)?);
+        encodes.push(started.elapsed());
+    }
+    println!(
+        "P3 of which: drawing median {:.2} ms, PNG encoding median {:.2} ms",
+        median(draws).as_secs_f64() * 1000.0,
+        median(encodes).as_secs_f64() * 1000.0
+    );
 
     let python: String = setting("OUTPOST_BENCH_PYTHON", "python3".to_string());
     let has = std::process::Command::new(&python)

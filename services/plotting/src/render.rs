@@ -100,25 +100,10 @@ fn time(range: f64) -> impl Fn(&f64) -> String {
 
 /// Draws `chart` in `format`, `width` × `height` pixels.
 pub fn render(chart: &Chart, format: Format, width: u32, height: u32) -> anyhow::Result<Vec<u8>> {
-    register_font();
     match format {
-        Format::Png => {
-            let mut pixels = vec![0u8; width as usize * height as usize * 3];
-            {
-                let root = BitMapBackend::with_buffer(&mut pixels, (width, height)).into_drawing_area();
-                draw(&root, chart)?;
-                root.present().map_err(|e| anyhow::anyhow!("drawing the plot: {e}"))?;
-            }
-            let mut png = Vec::with_capacity(64 * 1024);
-            PngEncoder::new_with_quality(&mut png, CompressionType::Fast, FilterType::Sub).write_image(
-                &pixels,
-                width,
-                height,
-                image::ExtendedColorType::Rgb8,
-            )?;
-            Ok(png)
-        }
+        Format::Png => png(&pixels(chart, width, height)?, width, height),
         Format::Svg => {
+            register_font();
             let mut svg = String::new();
             {
                 let root = SVGBackend::with_string(&mut svg, (width, height)).into_drawing_area();
@@ -128,6 +113,31 @@ pub fn render(chart: &Chart, format: Format, width: u32, height: u32) -> anyhow:
             Ok(svg.into_bytes())
         }
     }
+}
+
+/// Draws `chart` as RGB pixels, `width` × `height`.
+pub fn pixels(chart: &Chart, width: u32, height: u32) -> anyhow::Result<Vec<u8>> {
+    register_font();
+    let mut pixels = vec![0u8; width as usize * height as usize * 3];
+    {
+        let root = BitMapBackend::with_buffer(&mut pixels, (width, height)).into_drawing_area();
+        draw(&root, chart)?;
+        root.present().map_err(|e| anyhow::anyhow!("drawing the plot: {e}"))?;
+    }
+    Ok(pixels)
+}
+
+/// Encodes RGB pixels as a PNG, favouring speed (plots are flat colours, which compress well
+/// even so).
+pub fn png(pixels: &[u8], width: u32, height: u32) -> anyhow::Result<Vec<u8>> {
+    let mut png = Vec::with_capacity(64 * 1024);
+    PngEncoder::new_with_quality(&mut png, CompressionType::Fast, FilterType::Sub).write_image(
+        pixels,
+        width,
+        height,
+        image::ExtendedColorType::Rgb8,
+    )?;
+    Ok(png)
 }
 
 fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, plotters::coord::Shift>, chart: &Chart) -> anyhow::Result<()>
