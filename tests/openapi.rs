@@ -14,7 +14,9 @@ fn samples(parameter: &str) -> (String, &'static str) {
         "image" => ("0".repeat(32), "0"),
         "run" => ("missing-run".into(), "a.b"),
         "plotJob" => ("missing-job".into(), "a_b"),
-        // Devices, sensors, tracks, waypoints: plain ids.
+        // Waypoints are `{site}_{drive}`.
+        "waypoint" => ("99999_99999".into(), "a_b"),
+        // Devices, sensors, tracks: plain ids.
         _ => ("nothing-here".into(), "a%20b"),
     }
 }

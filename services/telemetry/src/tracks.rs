@@ -388,6 +388,9 @@ impl Tracks {
     /// Creates or updates waypoints of `track` (created as needed), counting what changed.
     pub async fn upsert_waypoints(&self, track: &str, waypoints: Vec<Waypoint>) -> Result<Counts> {
         check_id("parent", track)?;
+        if waypoints.is_empty() {
+            return Err(Error::invalid("waypoints", "at least one is required"));
+        }
         if waypoints.len() > MAX_UPSERT {
             return Err(Error::invalid("waypoints", format!("at most {MAX_UPSERT} per call")));
         }
@@ -444,6 +447,9 @@ impl Tracks {
     /// Creates or updates traverse segments of `track` (created as needed), counting what changed.
     pub async fn upsert_traverse(&self, track: &str, segments: Vec<Segment>) -> Result<Counts> {
         check_id("parent", track)?;
+        if segments.is_empty() {
+            return Err(Error::invalid("segments", "at least one is required"));
+        }
         if segments.len() > MAX_UPSERT {
             return Err(Error::invalid("segments", format!("at most {MAX_UPSERT} per call")));
         }
