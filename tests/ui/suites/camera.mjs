@@ -1,0 +1,42 @@
+// Camera: a day from the local feed loads through /lazyload, the page shows the run's
+// progress live, then the gallery by probability with the best frame large and the detection
+// boxes drawn.
+
+import assert from 'node:assert/strict';
+import { visit, api } from '../harness.mjs';
+
+export async function run(ctx) {
+  const { day, cameraDate } = ctx;
+  await visit(ctx, 'camera', `/camera?date=${cameraDate}`, {
+    ready: async (page) => {
+      await page.locator('#gallery li').nth(day.rows.length - 1).waitFor({ timeout: 60000 });
+      await page.waitForFunction(() => document.querySelector('#best-frame img')?.naturalWidth > 0);
+    },
+    interact: async (page) => {
+      // The load the page started is a run that went to the end, with every frame stored.
+      const { status, data } = await api(ctx.base, `/lazyload?date=${cameraDate}`);
+      assert.equal(status, 200, JSON.stringify(data));
+      assert.equal(Number(Array.isArray(data.images) ? data.images.length : data.images), day.rows.length);
+      assert.equal(await page.locator('#gallery li').count(), day.rows.length);
+      assert.equal(await page.getAttribute('#load', 'data-state'), 'succeeded');
+      assert.equal(await page.getAttribute('#load-progress', 'value'), await page.getAttribute('#load-progress', 'max'));
+      // Most probable first; the best one large, with its probability.
+      const captions = await page.locator('#gallery figcaption').allTextContents();
+      const probs = captions.map((c) => Number(c.split(' · ')[0]));
+      assert.deepEqual(probs, probs.slice().sort((a, b) => b - a));
+      assert.match(await page.textContent('#best-caption'), new RegExp(`probability ${day.best.prob}`));
+      assert.equal(await page.getAttribute('#best-frame img', 'src'), data.best.url);
+      // Boxes over the frames whose detection row had one (every third frame).
+      assert.equal(await page.locator('#gallery .frame[data-box]').count(), day.detections.length);
+    },
+  });
+  // Reloading the day again from a fresh page, with progress shown from the start.
+  await visit(ctx, 'camera-again', `/camera?date=${cameraDate}`, {
+    ready: (page) => page.locator('#gallery li').nth(day.rows.length - 1).waitFor({ timeout: 30000 }),
+  });
+}
+
+/** Progress as the page showed it while loading: the texts of #load-text, in order. */
+export async function progressTexts(page) {
+  return page.evaluate(() => window.loadTexts ?? []);
+}

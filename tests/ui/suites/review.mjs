@@ -1,0 +1,99 @@
+// Review: `p` accepts and `x` rejects, the counts follow, the stored states change, `u`
+// undoes; a run of 200 `x` in a row is timed with the browser's long-task entries.
+
+import assert from 'node:assert/strict';
+import { visit, api, giveToken, makeJpegs, TOKEN } from '../harness.mjs';
+
+const IMAGES = 240;
+const REJECTS = 200;
+
+async function upload(base, jpegs) {
+  for (let at = 0; at < jpegs.length; at += 20) {
+    const form = new FormData();
+    form.set('source', 'review-test');
+    jpegs.slice(at, at + 20).forEach((bytes, i) => form.append('photo', new Blob([bytes], { type: 'image/jpeg' }), `review-${at + i + 1}.jpg`));
+    const response = await fetch(`${base}/image_upload`, { method: 'POST', body: form, headers: { Authorization: `Bearer ${TOKEN}` } });
+    assert.equal(response.status, 201, await response.text());
+  }
+}
+
+async function stats(base) {
+  const { data } = await api(base, '/api/v1/reviewStats?source=review-test');
+  return { pending: Number(data.pending), accepted: Number(data.accepted), rejected: Number(data.rejected) };
+}
+
+const counts = (page) => page.evaluate(() => ({
+  pending: Number(document.querySelector('#pending').textContent.replace(/\D/g, '')),
+  accepted: Number(document.querySelector('#accepted').textContent.replace(/\D/g, '')),
+  rejected: Number(document.querySelector('#rejected').textContent.replace(/\D/g, '')),
+  inflight: Number(document.querySelector('#inflight').textContent.replace(/\D/g, '')),
+}));
+
+export async function run(ctx) {
+  await upload(ctx.base, await makeJpegs(ctx.browser, { count: IMAGES, width: 480, height: 360, label: 'review' }));
+  const before = await stats(ctx.base);
+  assert.equal(before.pending, IMAGES);
+  await visit(ctx, 'review', '/review', {
+    ready: async (page) => {
+      await page.waitForFunction(() => document.querySelector('#current').complete && document.querySelector('#current').naturalWidth > 0 && document.querySelector('#strip li:not([hidden]) img'));
+      await page.waitForFunction(() => document.querySelector('#pending').textContent !== '…');
+    },
+    interact: async (page) => {
+      assert.deepEqual(await counts(page), { pending: IMAGES, accepted: 0, rejected: 0, inflight: 0 });
+      // p: the first image shows as sending until the server answers, then as accepted.
+      const first = await page.getAttribute('#current', 'data-id');
+      await page.keyboard.press('p');
+      await giveToken(page);
+      await page.waitForFunction((id) => document.querySelector(`#strip li[data-id="${id}"]`)?.dataset.state === 'accepted', first);
+      assert.deepEqual(await counts(page), { pending: IMAGES - 1, accepted: 1, rejected: 0, inflight: 0 });
+      const { data: one } = await api(ctx.base, `/image_view/${first}`);
+      assert.equal(one.image.review.state, 'accepted');
+      assert.notEqual(await page.getAttribute('#current', 'data-id'), first, 'p moves to the next image');
+
+      // 200 x in a row, timed by the long-task timeline.
+      await page.evaluate(() => {
+        window.longTasks = [];
+        new PerformanceObserver((list) => { for (const e of list.getEntries()) window.longTasks.push(e.duration); }).observe({ type: 'longtask' });
+      });
+      const rejectedIds = [];
+      for (let i = 0; i < REJECTS; i += 1) {
+        rejectedIds.push(await page.getAttribute('#current', 'data-id'));
+        await page.keyboard.press('x');
+        // The next key waits for the frame that shows the move, as a reviewer's eye would.
+        await page.waitForFunction((id) => document.querySelector('#current').dataset.id !== id, rejectedIds[i], { polling: 'raf' });
+      }
+      await page.waitForFunction((n) => document.querySelector('#inflight').textContent === '0'
+        && Number(document.querySelector('#rejected').textContent.replace(/\D/g, '')) === n, REJECTS, { timeout: 60000 });
+      const tasks = await page.evaluate(() => window.longTasks);
+      ctx.figures.review = { rejected: REJECTS, longTasks: tasks.length, longestLongTaskMs: Math.round(Math.max(0, ...tasks)) };
+      assert.equal(new Set(rejectedIds).size, REJECTS, 'each x rejected another image');
+      assert.deepEqual(await counts(page), { pending: IMAGES - 1 - REJECTS, accepted: 1, rejected: REJECTS, inflight: 0 });
+      assert.deepEqual(await stats(ctx.base), { pending: IMAGES - 1 - REJECTS, accepted: 1, rejected: REJECTS });
+      const stored = [];
+      let token = '';
+      do {
+        const { data } = await api(ctx.base, `/image_list?review_state=rejected&source=review-test&page_size=1000${token ? `&page_token=${token}` : ''}`);
+        stored.push(...data.images.map((i) => i.id));
+        token = data.next_page_token;
+      } while (token);
+      assert.deepEqual(stored.sort(), rejectedIds.slice().sort());
+
+      // u: the last rejection is undone, and the viewer goes back to that image.
+      await page.keyboard.press('u');
+      const last = rejectedIds[REJECTS - 1];
+      await page.waitForFunction((id) => document.querySelector('#current').dataset.id === id
+        && document.querySelector(`#strip li[data-id="${id}"]`)?.dataset.state === 'pending', last);
+      await page.waitForFunction(() => document.querySelector('#inflight').textContent === '0');
+      assert.deepEqual(await stats(ctx.base), { pending: IMAGES - REJECTS, accepted: 1, rejected: REJECTS - 1 });
+      const { data: undone } = await api(ctx.base, `/image_view/${last}`);
+      assert.equal(undone.image.review.state, 'pending');
+
+      // Arrows move without deciding.
+      await page.keyboard.press('ArrowRight');
+      await page.waitForFunction((id) => document.querySelector('#current').dataset.id !== id, last);
+      await page.keyboard.press('ArrowLeft');
+      await page.waitForFunction((id) => document.querySelector('#current').dataset.id === id, last);
+      assert.deepEqual(await stats(ctx.base), { pending: IMAGES - REJECTS, accepted: 1, rejected: REJECTS - 1 });
+    },
+  });
+}
