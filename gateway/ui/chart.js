@@ -31,7 +31,27 @@ function extent(values) {
   return [lo - pad, hi + pad];
 }
 
-const timeTick = new Intl.DateTimeFormat(undefined, { month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit' });
+const dayTick = new Intl.DateTimeFormat(undefined, { month: 'short', day: 'numeric' });
+const clockTick = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
+const S = 1000;
+const TIME_STEPS = [S, 5 * S, 15 * S, 30 * S, 60 * S, 300 * S, 900 * S, 1800 * S, 3600 * S, 3 * 3600 * S,
+  6 * 3600 * S, 12 * 3600 * S, 86400 * S, 2 * 86400 * S, 7 * 86400 * S, 30 * 86400 * S, 91 * 86400 * S, 365 * 86400 * S];
+
+/** Ticks at round local times (whole hours, midnights, …) covering [lo, hi] ms. */
+export function timeTicks(lo, hi, count = 5) {
+  const step = TIME_STEPS.find((s) => s >= (hi - lo) / count) ?? TIME_STEPS[TIME_STEPS.length - 1];
+  const offset = -new Date(lo).getTimezoneOffset() * 60000;
+  const out = [];
+  for (let t = Math.ceil((lo + offset) / step) * step - offset; t <= hi; t += step) out.push(t);
+  return { ticks: out, step };
+}
+
+function timeLabel(t, step) {
+  const d = new Date(t);
+  if (step >= 86400 * S) return dayTick.format(d);
+  const midnight = d.getHours() === 0 && d.getMinutes() === 0;
+  return midnight ? `${dayTick.format(d)} ${clockTick.format(d)}` : clockTick.format(d);
+}
 const numTick = new Intl.NumberFormat(undefined, { maximumSignificantDigits: 6 });
 
 function frame(xs, ys, { xLabel, yLabel, title, xTime }) {
@@ -44,9 +64,10 @@ function frame(xs, ys, { xLabel, yLabel, title, xTime }) {
     root.append(svg('line', { class: 'grid-line', x1: PAD.left, x2: W - PAD.right, y1: py(t), y2: py(t) }));
     root.append(svg('text', { x: PAD.left - 6, y: py(t) + 4, 'text-anchor': 'end', text: numTick.format(t) }));
   }
-  for (const t of ticks(x0, x1, xTime ? 4 : 6)) {
+  const xt = xTime ? timeTicks(x0, x1, 6) : { ticks: ticks(x0, x1, 6) };
+  for (const t of xt.ticks) {
     root.append(svg('line', { class: 'axis', x1: px(t), x2: px(t), y1: H - PAD.bottom, y2: H - PAD.bottom + 4 }));
-    const label = xTime ? timeTick.format(new Date(t)) : numTick.format(t);
+    const label = xTime ? timeLabel(t, xt.step) : numTick.format(t);
     root.append(svg('text', { x: px(t), y: H - PAD.bottom + 17, 'text-anchor': 'middle', text: label }));
   }
   root.append(svg('line', { class: 'axis', x1: PAD.left, x2: W - PAD.right, y1: H - PAD.bottom, y2: H - PAD.bottom }));

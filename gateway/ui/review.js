@@ -88,37 +88,50 @@ function prefetch() {
   }
 }
 
-const slots = [];
-for (let i = 0; i < BEFORE + 1 + AFTER; i += 1) {
-  const img = h('img', { alt: '', decoding: 'async', loading: 'eager' });
-  const state = h('span', { class: 'state' });
-  const li = h('li', { hidden: true }, img, state);
-  strip.append(li);
-  slots.push({ li, img, state, item: null });
+// The strip keeps one element per image in its window: a move adds one and drops one, so
+// only one new thumbnail is laid out per key press.
+const nodes = new Map(); // item → { li, state }
+
+function nodeOf(item) {
+  let node = nodes.get(item);
+  if (!node) {
+    const img = h('img', { src: item.thumbnail_url, alt: `thumbnail of ${item.filename || item.id}`, decoding: 'async' });
+    const state = h('span', { class: 'state' });
+    const li = h('li', { 'data-id': item.id }, img, state);
+    node = { li, state };
+    nodes.set(item, node);
+  }
+  return node;
 }
 
 function drawStripItem(item) {
-  const slot = slots.find((s) => s.item === item);
-  if (!slot) return;
+  const node = nodes.get(item);
+  if (!node) return;
   const { cls, text } = label(item);
-  slot.li.className = `${cls}${item === queue.current ? ' current' : ''}`;
-  slot.state.textContent = text;
-  slot.li.dataset.state = item.sending ? 'sending' : item.state;
+  const here = item === queue.current;
+  node.li.className = `${cls}${here ? ' current' : ''}`;
+  if (here) node.li.setAttribute('aria-current', 'true');
+  else node.li.removeAttribute('aria-current');
+  node.state.textContent = text;
+  node.li.dataset.state = item.sending ? 'sending' : item.state;
 }
 
 function drawStrip() {
-  slots.forEach((slot, i) => {
-    const item = queue.items[queue.index - BEFORE + i];
-    slot.item = item ?? null;
-    slot.li.hidden = !item;
-    if (!item) return;
-    if (slot.img.getAttribute('src') !== item.thumbnail_url) slot.img.src = item.thumbnail_url;
-    slot.img.alt = `thumbnail of ${item.filename || item.id}`;
-    slot.li.dataset.id = item.id;
-    if (item === queue.current) slot.li.setAttribute('aria-current', 'true');
-    else slot.li.removeAttribute('aria-current');
+  const shown = queue.items.slice(Math.max(0, queue.index - BEFORE), queue.index + AFTER + 1);
+  const keep = new Set(shown);
+  for (const [item, node] of nodes) {
+    if (!keep.has(item)) {
+      node.li.remove();
+      nodes.delete(item);
+    }
+  }
+  let at = strip.firstChild;
+  for (const item of shown) {
+    const { li } = nodeOf(item);
+    if (li === at) at = at.nextSibling;
+    else strip.insertBefore(li, at);
     drawStripItem(item);
-  });
+  }
 }
 
 function report(promise) {

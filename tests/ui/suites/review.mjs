@@ -53,18 +53,22 @@ export async function run(ctx) {
       // 200 x in a row, timed by the long-task timeline.
       await page.evaluate(() => {
         window.longTasks = [];
-        new PerformanceObserver((list) => { for (const e of list.getEntries()) window.longTasks.push(e.duration); }).observe({ type: 'longtask' });
+        new PerformanceObserver((list) => { for (const e of list.getEntries()) { window.longTasks.push(e.duration); (window.longTaskAt ??= []).push([Math.round(e.startTime), Math.round(e.duration), window.presses ?? 0]); } }).observe({ type: 'longtask' });
       });
+      if (process.env.UI_TRACE) await ctx.browser.startTracing(page, { path: process.env.UI_TRACE, categories: ['devtools.timeline', 'disabled-by-default-devtools.timeline', 'v8.execute', 'blink.user_timing'] });
       const rejectedIds = [];
       for (let i = 0; i < REJECTS; i += 1) {
         rejectedIds.push(await page.getAttribute('#current', 'data-id'));
         await page.keyboard.press('x');
+        if (process.env.UI_DEBUG) await page.evaluate(() => { window.presses = (window.presses ?? 0) + 1; });
         // The next key waits for the frame that shows the move, as a reviewer's eye would.
         await page.waitForFunction((id) => document.querySelector('#current').dataset.id !== id, rejectedIds[i], { polling: 'raf' });
       }
       await page.waitForFunction((n) => document.querySelector('#inflight').textContent === '0'
         && Number(document.querySelector('#rejected').textContent.replace(/\D/g, '')) === n, REJECTS, { timeout: 60000 });
+      if (process.env.UI_TRACE) await ctx.browser.stopTracing();
       const tasks = await page.evaluate(() => window.longTasks);
+      if (process.env.UI_DEBUG) console.log(JSON.stringify(await page.evaluate(() => window.longTaskAt)));
       ctx.figures.review = { rejected: REJECTS, longTasks: tasks.length, longestLongTaskMs: Math.round(Math.max(0, ...tasks)) };
       assert.equal(new Set(rejectedIds).size, REJECTS, 'each x rejected another image');
       assert.deepEqual(await counts(page), { pending: IMAGES - 1 - REJECTS, accepted: 1, rejected: REJECTS, inflight: 0 });
