@@ -131,10 +131,13 @@ async function render(date, day) {
     $('best-caption').textContent = `Taken ${time(best.taken_time)} · detection probability ${num(best.probability)}`;
     $('best-section').hidden = false;
   }
-  gallery = { list: null, next: null, shown: 0, params: null, source: gallery.source };
+  gallery = { list: null, url: null, next: null, shown: 0, params: null, source: gallery.source };
   fill($('gallery'));
   if (Array.isArray(day.images)) {
     gallery.list = day.images.map(normalize).sort((a, b) => b.probability - a.probability);
+  } else if (typeof day.list === 'string' && day.list.startsWith('/api/v1/images?')) {
+    // The day's frames as the gateway lists them (its source and the day in the camera's zone).
+    gallery.url = day.list;
   } else {
     const start = new Date(`${date}T00:00:00Z`);
     const end = new Date(start.getTime() + 86400000);
@@ -152,7 +155,9 @@ async function more() {
     gallery.shown += batch.length;
     $('gallery-more').hidden = gallery.shown >= gallery.list.length;
   } else {
-    const page = await get(`/api/v1/images${query({ ...gallery.params, pageToken: gallery.next ?? '' })}`);
+    const page = gallery.url
+      ? await get(`${gallery.url}&${query({ pageSize: PAGE, pageToken: gallery.next ?? '' }).slice(1)}`)
+      : await get(`/api/v1/images${query({ ...gallery.params, pageToken: gallery.next ?? '' })}`);
     batch = (page.images ?? []).map(normalize);
     gallery.next = page.nextPageToken || null;
     gallery.shown += batch.length;

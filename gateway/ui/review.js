@@ -179,4 +179,4 @@ $('viewer').addEventListener('wheel', (event) => {
 setInterval(() => { if (!queue.inflight) queue.syncCounts().catch(() => {}); }, 15000);
 
 queue.start().then(() => schedule({ position: true }), (err) => notify(err.message));
-$('viewer').focus();
+$('viewer').focus({ preventScroll: true });

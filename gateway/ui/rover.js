@@ -4,7 +4,7 @@
 
 import { get, post, request, query } from './api.js';
 import { $, h, fill, badge, guard, notify } from './dom.js';
-import { time, num, idOf } from './format.js';
+import { time, num, idOf, enumName } from './format.js';
 import { lineChart, pointMap } from './chart.js';
 import { watch, stateOf, isFinal } from './sse.js';
 
@@ -104,34 +104,44 @@ async function traverse() {
   }
 }
 
+/** Starts the MMGIS load (waypoints and traverse, one run each) and follows every run. */
 async function loadTrack() {
   const button = $('load-track');
   button.disabled = true;
   try {
     const body = await post('/load');
-    const run = body.run ?? body;
-    showLoad(run);
-    const id = idOf(run.name ?? run.id);
-    await new Promise((resolve, reject) => {
+    const runs = body.runs ?? [body.run ?? body];
+    const latest = new Map(runs.map((run) => [idOf(run.name ?? run.id), run]));
+    showLoad([...latest.values()]);
+    await Promise.all([...latest.keys()].map((id) => new Promise((resolve, reject) => {
       watch(`/runs/${encodeURIComponent(id)}/events`, {
-        onUpdate: (update) => showLoad(update.run ?? update),
+        onUpdate: (update) => {
+          latest.set(id, update.run ?? update);
+          showLoad([...latest.values()]);
+        },
         onEnd: (last) => (stateOf(last) === 'succeeded' ? resolve() : reject(new Error(`the load ${stateOf(last)}: ${(last?.run ?? last)?.failure ?? ''}`))),
         onError: (message) => reject(new Error(message)),
       });
-    });
+    })));
     if (await summary()) await charts();
   } finally {
     button.disabled = false;
   }
 }
 
-function showLoad(run) {
+function showLoad(runs) {
   $('load').hidden = false;
-  const done = Number(run?.progress?.done ?? 0);
-  const total = Number(run?.progress?.total ?? 0);
+  let done = 0;
+  let total = 0;
+  for (const run of runs) {
+    done += Number(run?.progress?.done ?? 0);
+    total += Number(run?.progress?.total ?? 0);
+  }
+  const states = runs.map((run) => `${enumName(run.source, 'SOURCE_MMGIS_')} ${stateOf(run) || 'pending'}`).join(', ');
   const bar = $('load-progress');
   if (total) { bar.max = total; bar.value = done; } else bar.removeAttribute('value');
-  $('load-text').textContent = `Loading the track: ${stateOf(run) || 'pending'}, ${num(done)} of ${total ? num(total) : '?'} features`;
+  $('load-text').textContent = `Loading the track (${states}): ${num(done)} of ${total ? num(total) : '?'} features`;
+  $('load').dataset.state = runs.every((run) => stateOf(run) === 'succeeded') ? 'succeeded' : 'running';
 }
 
 /** The list's fields of a job, whatever route answered it. */

@@ -1,8 +1,8 @@
-// Server-sent events of a run or a job (`/runs/{id}/events`, `/jobs/{id}/events`): every
-// event's data is JSON; the stream ends with the final state, and then it is closed here
-// (an EventSource would otherwise reconnect).
+// Server-sent events of a run or a job (`/runs/{id}/events`, `/jobs/{id}/events`): `update`
+// events carry the run or job as JSON, `end` the final one, `error` the gateway's JSON error;
+// after `end` or `error` the stream is closed here (an EventSource would otherwise reconnect).
 
-const EVENT_NAMES = ['message', 'progress', 'state', 'run', 'job', 'update', 'end', 'done', 'final'];
+const EVENT_NAMES = ['message', 'update', 'end'];
 const FINAL = /(succeeded|failed|cancelled|canceled|done|finished|error)$/i;
 
 /** The state word of an update (`RUN_STATE_SUCCEEDED` → succeeded), whatever its shape. */
@@ -41,11 +41,22 @@ export function watch(url, { onUpdate, onEnd, onError }) {
     }
     last = data;
     onUpdate?.(data, event.type);
-    if (isFinal(data) || event.type === 'end' || event.type === 'done') finish();
+    if (isFinal(data) || event.type === 'end') finish();
   };
   for (const name of EVENT_NAMES) source.addEventListener(name, handle);
-  source.addEventListener('error', () => {
+  source.addEventListener('error', (event) => {
     if (done) return;
+    if (typeof event.data === 'string' && event.data) {
+      // The gateway's error event: its JSON error body.
+      done = true;
+      source.close();
+      let message = event.data;
+      try {
+        message = JSON.parse(event.data)?.error?.message ?? message;
+      } catch { /* not JSON: the text says it */ }
+      onError?.(message);
+      return;
+    }
     if (last && isFinal(last)) {
       finish();
     } else if (source.readyState === EventSource.CLOSED) {
