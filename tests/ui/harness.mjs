@@ -168,7 +168,12 @@ export async function open(browser, base, path, { viewport = VIEWPORTS[0], allow
       weight.byType[type] = (weight.byType[type] ?? 0) + e.encodedDataLength;
     }
   });
-  await page.goto(path, { waitUntil: 'networkidle' });
+  const document = await page.goto(path, { waitUntil: 'networkidle' });
+  const csp = document.headers()['content-security-policy'] ?? '';
+  for (const rule of ["default-src 'none'", "script-src 'self'", "img-src 'self'", "connect-src 'self'"]) {
+    if (!csp.includes(rule)) problems.push(`${path}: the Content-Security-Policy lacks ${rule}: ${csp}`);
+  }
+  if (csp.includes('unsafe')) problems.push(`${path}: the Content-Security-Policy allows unsafe sources: ${csp}`);
   const first = { ...weight, byType: { ...weight.byType } };
   return { context, page, problems, challenges, firstLoad: first };
 }

@@ -7,11 +7,18 @@ import { visit, api, giveToken, makeJpegs, TOKEN } from '../harness.mjs';
 const IMAGES = 240;
 const REJECTS = 200;
 
+/** The first file's name is markup: the page must show it as text. */
+const MARKUP = '<img src=x id=injected>';
+const name = (i) => (i === 0 ? `${MARKUP}.jpg` : `review-${i + 1}.jpg`);
+
 async function upload(base, jpegs) {
-  for (let at = 0; at < jpegs.length; at += 20) {
+  // The first alone, so that it is the first to review; then the rest, 20 a form.
+  const batches = [[0, 1]];
+  for (let at = 1; at < jpegs.length; at += 20) batches.push([at, Math.min(at + 20, jpegs.length)]);
+  for (const [from, to] of batches) {
     const form = new FormData();
     form.set('source', 'review-test');
-    jpegs.slice(at, at + 20).forEach((bytes, i) => form.append('photo', new Blob([bytes], { type: 'image/jpeg' }), `review-${at + i + 1}.jpg`));
+    for (let i = from; i < to; i += 1) form.append('photo', new Blob([jpegs[i]], { type: 'image/jpeg' }), name(i));
     const response = await fetch(`${base}/image_upload`, { method: 'POST', body: form, headers: { Authorization: `Bearer ${TOKEN}` } });
     assert.equal(response.status, 201, await response.text());
   }
@@ -40,6 +47,9 @@ export async function run(ctx) {
     },
     interact: async (page) => {
       assert.deepEqual(await counts(page), { pending: IMAGES, accepted: 0, rejected: 0, inflight: 0 });
+      // API data is text, never markup.
+      assert.ok((await page.textContent('#current-meta')).includes(MARKUP), await page.textContent('#current-meta'));
+      assert.equal(await page.locator('#injected').count(), 0);
       // p: the first image shows as sending until the server answers, then as accepted.
       const first = await page.getAttribute('#current', 'data-id');
       await page.keyboard.press('p');
