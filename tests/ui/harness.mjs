@@ -127,9 +127,10 @@ export async function makeJpegs(browser, { count, width, height, label }) {
  * page errors, failed requests and error answers, and the first load's transfer weight by
  * resource type (after the network is idle).
  */
-export async function open(browser, base, path, { viewport = VIEWPORTS[0], allow = () => false } = {}) {
+export async function open(browser, base, path, { viewport = VIEWPORTS[0], allow = () => false, init } = {}) {
   const context = await browser.newContext({ viewport, baseURL: base });
   const page = await context.newPage();
+  if (init) await page.addInitScript(init);
   const problems = [];
   // A write refused for want of the token is how the page learns it must ask for it: that
   // answer (and the browser's console line about it) is expected, once per tab.
@@ -218,9 +219,9 @@ export async function api(base, path, { method = 'GET', body } = {}) {
  * width only, then checks there were no console errors, failed requests or error answers,
  * the layout, the first load's weight, and takes the screenshots.
  */
-export async function visit(ctx, name, path, { ready = async () => {}, interact, allow } = {}) {
+export async function visit(ctx, name, path, { ready = async () => {}, interact, allow, init } = {}) {
   for (const [i, viewport] of VIEWPORTS.entries()) {
-    const { context, page, problems, challenges, firstLoad } = await open(ctx.browser, ctx.base, path, { viewport, allow });
+    const { context, page, problems, challenges, firstLoad } = await open(ctx.browser, ctx.base, path, { viewport, allow, init });
     try {
       if (i === 0) {
         ctx.figures.weights[name] = firstLoad;

@@ -8,6 +8,7 @@ import { visit, api } from '../harness.mjs';
 export async function run(ctx) {
   const { day, cameraDate } = ctx;
   await visit(ctx, 'camera', `/camera?date=${cameraDate}`, {
+    init: RECORD_PROGRESS,
     ready: async (page) => {
       await page.locator('#gallery li').nth(day.rows.length - 1).waitFor({ timeout: 60000 });
       await page.waitForFunction(() => document.querySelector('#best-frame img')?.naturalWidth > 0);
@@ -19,6 +20,10 @@ export async function run(ctx) {
       assert.equal(Number(Array.isArray(data.images) ? data.images.length : data.images), day.rows.length);
       assert.equal(await page.locator('#gallery li').count(), day.rows.length);
       assert.equal(await page.getAttribute('#load', 'data-state'), 'succeeded');
+      // The load's progress showed while it ran: the run's state and the count of frames.
+      const texts = await page.evaluate(() => window.loadTexts);
+      assert.ok(texts.some((t) => /^Loading the day: (pending|running), \d+ of (\?|\d+) frames$/.test(t)), JSON.stringify(texts));
+      assert.ok(texts.some((t) => t === `Loading the day: succeeded, ${day.rows.length} of ${day.rows.length} frames`), JSON.stringify(texts));
       assert.equal(await page.getAttribute('#load-progress', 'value'), await page.getAttribute('#load-progress', 'max'));
       // Most probable first; the best one large, with its probability.
       const captions = await page.locator('#gallery figcaption').allTextContents();
@@ -36,7 +41,11 @@ export async function run(ctx) {
   });
 }
 
-/** Progress as the page showed it while loading: the texts of #load-text, in order. */
-export async function progressTexts(page) {
-  return page.evaluate(() => window.loadTexts ?? []);
+/** Records every text #load-text shows, in order, in `window.loadTexts`. */
+function RECORD_PROGRESS() {
+  window.loadTexts = [];
+  document.addEventListener('DOMContentLoaded', () => {
+    const el = document.getElementById('load-text');
+    new MutationObserver(() => window.loadTexts.push(el.textContent)).observe(el, { childList: true, characterData: true, subtree: true });
+  });
 }

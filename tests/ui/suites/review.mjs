@@ -50,11 +50,28 @@ export async function run(ctx) {
       // API data is text, never markup.
       assert.ok((await page.textContent('#current-meta')).includes(MARKUP), await page.textContent('#current-meta'));
       assert.equal(await page.locator('#injected').count(), 0);
-      // p: the first image shows as sending until the server answers, then as accepted.
+      // One page of the queue is loaded, and the thumbnails after the current image are fetched ahead.
+      const resources = () => page.evaluate(() => performance.getEntriesByType('resource').map((e) => e.name));
+      const loaded = await resources();
+      assert.equal(loaded.filter((u) => u.includes('/image_view?')).length, 1, 'one page of the queue at first');
+      let pages = 1;
+      page.on('request', (request) => { if (request.url().includes('/image_view?')) pages += 1; });
+      await page.waitForFunction(() => performance.getEntriesByType('resource').filter((e) => e.name.endsWith('/thumbnail')).length >= 12);
+      // p: the first image shows as sending until the server answers (held back here), then as accepted.
+      let release;
+      const held = new Promise((resolve) => { release = resolve; });
+      await page.route('**/accept_pic/**', async (route) => {
+        if (route.request().headers().authorization) await held;
+        await route.continue();
+      });
       const first = await page.getAttribute('#current', 'data-id');
       await page.keyboard.press('p');
       await giveToken(page);
+      await page.waitForFunction((id) => document.querySelector(`#strip li[data-id="${id}"]`)?.dataset.state === 'sending', first);
+      assert.deepEqual(await counts(page), { pending: IMAGES, accepted: 0, rejected: 0, inflight: 1 });
+      release();
       await page.waitForFunction((id) => document.querySelector(`#strip li[data-id="${id}"]`)?.dataset.state === 'accepted', first);
+      await page.unroute('**/accept_pic/**');
       assert.deepEqual(await counts(page), { pending: IMAGES - 1, accepted: 1, rejected: 0, inflight: 0 });
       const { data: one } = await api(ctx.base, `/image_view/${first}`);
       assert.equal(one.image.review.state, 'accepted');
@@ -81,6 +98,8 @@ export async function run(ctx) {
       if (process.env.UI_DEBUG) console.log(JSON.stringify(await page.evaluate(() => window.longTaskAt)));
       ctx.figures.review = { rejected: REJECTS, longTasks: tasks.length, longestLongTaskMs: Math.round(Math.max(0, ...tasks)) };
       assert.equal(new Set(rejectedIds).size, REJECTS, 'each x rejected another image');
+      // Pages came as the reviewer went on: enough to reach the current image and 20 ahead.
+      assert.equal(pages, Math.ceil((REJECTS + 1 + 20) / 50), `${pages} pages of the queue fetched`);
       assert.deepEqual(await counts(page), { pending: IMAGES - 1 - REJECTS, accepted: 1, rejected: REJECTS, inflight: 0 });
       assert.deepEqual(await stats(ctx.base), { pending: IMAGES - 1 - REJECTS, accepted: 1, rejected: REJECTS });
       const stored = [];
