@@ -9,18 +9,23 @@ import { lineChart, pointMap } from './chart.js';
 import { watch, stateOf, isFinal } from './sse.js';
 
 const TRACK = 'perseverance';
-/** Waypoint fields a job can plot, with their units (MMGIS names). */
-const FIELDS = [
-  ['sol', 'sol'], ['yaw', 'deg'], ['pitch', 'deg'], ['roll', 'deg'], ['yaw_rad', 'rad'], ['tilt', 'deg'],
-  ['lon', 'deg'], ['lat', 'deg'], ['elev_geoid', 'm'], ['elev_radii', 'm'], ['easting', 'm'], ['northing', 'm'],
-  ['dist_m', 'm'], ['dist_total_m', 'm'],
-];
+/** Fields a job can plot, with their units: of waypoints, and of traverse segments. */
+const FIELDS = {
+  way: [
+    ['sol', 'sol'], ['yaw', 'deg'], ['pitch', 'deg'], ['roll', 'deg'], ['yaw_rad', 'rad'], ['tilt', 'deg'],
+    ['lon', 'deg'], ['lat', 'deg'], ['elev_geoid', 'm'], ['elev_radii', 'm'], ['radius', 'm'], ['easting', 'm'],
+    ['northing', 'm'], ['dist_m', 'm'], ['dist_total', 'm'], ['dist_km', 'km'], ['dist_mi', 'mi'],
+    ['site', 'number'], ['drive', 'number'], ['SCLK_START', 's'], ['SCLK_END', 's'],
+  ],
+  trav: [['sol', 'sol'], ['length', 'm'], ['lon', 'deg'], ['lat', 'deg'], ['elev', 'm']],
+};
 const jobs = new Map(); // id → job
 const watching = new Map();
 
-function fieldOptions(select, chosen) {
-  fill(select, FIELDS.map(([name, unit]) => h('option', { value: name, text: `${name} (${unit})` })));
-  select.value = chosen;
+function fieldOptions(select, type, chosen) {
+  const fields = FIELDS[type] ?? FIELDS.way;
+  fill(select, fields.map(([name, unit]) => h('option', { value: name, text: `${name} (${unit})` })));
+  select.value = fields.some(([name]) => name === chosen) ? chosen : fields[0][0];
 }
 
 async function trackLoaded() {
@@ -155,11 +160,23 @@ function normalize(job) {
   };
 }
 
+/** What a job plots, from the spec the server keeps or the form that sent it. */
+function describe(job) {
+  const kind = job.spec ? Object.values(job.spec).find((v) => v && typeof v === 'object') : null;
+  const x = kind?.xField ?? job.xkey;
+  const y = kind?.yField ?? job.ykey;
+  const from = kind?.startSol ?? kind?.minSol ?? job.start;
+  const to = kind?.endSol ?? kind?.maxSol ?? job.end;
+  const what = x && y ? `${y} against ${x}` : job.spec?.title || (job.map ? 'lat/lon map' : '');
+  const range = from !== undefined && to !== undefined ? `sols ${from} to ${to}` : '';
+  return [what, range, job.points !== undefined ? `${num(job.points)} points` : ''].filter(Boolean).join(', ');
+}
+
 function jobItem(job) {
   const parts = [h('strong', {}, h('code', { text: job.id })), ' ', badge(job.state)];
-  const spec = [job.xkey && job.ykey ? `${job.ykey} against ${job.xkey}` : job.title ?? job.kind ?? '', job.start !== undefined ? `sols ${job.start} to ${job.end}` : ''].filter(Boolean).join(', ');
+  const spec = describe(job);
   if (spec) parts.push(h('div', { class: 'muted', text: spec }));
-  const created = job.created ?? job.create_time ?? job.createTime;
+  const created = job.created_time ?? job.createTime;
   if (created) parts.push(h('div', { class: 'muted', text: `created ${time(created)}` }));
   if (job.error) parts.push(h('div', { text: `error: ${job.error}` }));
   if (!isFinal(job)) parts.push(h('progress', { 'aria-label': `job ${job.id} ${job.state}` }));
@@ -171,7 +188,8 @@ function jobItem(job) {
 }
 
 function drawJobs() {
-  const list = [...jobs.values()].sort((a, b) => String(b.created ?? b.createTime ?? b.create_time ?? '').localeCompare(String(a.created ?? a.createTime ?? a.create_time ?? '')));
+  const when = (job) => String(job.created_time ?? job.createTime ?? '');
+  const list = [...jobs.values()].sort((a, b) => when(b).localeCompare(when(a)) || String(b.id).localeCompare(String(a.id)));
   fill($('jobs'), list.map(jobItem));
   $('jobs-empty').hidden = list.length > 0;
 }
@@ -212,17 +230,22 @@ function range() {
   return { start, end };
 }
 
-async function submit(path, body) {
+async function submit(path, body, extra = {}) {
   const { data } = await request(path, { method: 'POST', body });
-  const job = normalize({ ...body, ...data });
+  const job = normalize({ ...body, ...extra, ...data, created_time: new Date().toISOString() });
   jobs.set(job.id, { ...jobs.get(job.id), ...job });
   drawJobs();
   follow(job);
   notify(`Job ${job.id} ${job.state}.`, { kind: 'info' });
 }
 
-fieldOptions($('job-x'), 'sol');
-fieldOptions($('job-y'), 'yaw');
+function fieldsOfType() {
+  const type = $('job-type').value;
+  fieldOptions($('job-x'), type, $('job-x').value || 'sol');
+  fieldOptions($('job-y'), type, $('job-y').value || (type === 'way' ? 'yaw' : 'lat'));
+}
+$('job-type').addEventListener('change', fieldsOfType);
+fieldsOfType();
 $('job-form').addEventListener('submit', (event) => {
   event.preventDefault();
   const form = $('job-form');
@@ -231,7 +254,7 @@ $('job-form').addEventListener('submit', (event) => {
     xkey: $('job-x').value, ykey: $('job-y').value, type: $('job-type').value, ...range(), format: $('job-format').value,
   }));
 });
-$('map-job').addEventListener('click', () => guard(() => submit('/perseverance/position/map', range())));
+$('map-job').addEventListener('click', () => guard(() => submit('/perseverance/position/map', range(), { map: true })));
 $('load-track').addEventListener('click', () => guard(loadTrack));
 const more = h('button', { type: 'button', id: 'traverse-more', hidden: true, text: 'Draw the detailed traverse' });
 $('map').after(more);

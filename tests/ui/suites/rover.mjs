@@ -3,9 +3,13 @@
 // shows once it is done.
 
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { visit, giveToken } from '../harness.mjs';
 
 export async function run(ctx) {
+  const fixture = JSON.parse(readFileSync(join(ctx.root, 'fixtures/rover/M20_waypoints.json'), 'utf8'));
+  const inRange = fixture.features.filter((f) => f.properties.sol >= 0 && f.properties.sol <= 400).length;
   await visit(ctx, 'rover', '/rover', {
     ready: async (page) => {
       await page.waitForFunction(() => document.querySelector('#sum-sol').textContent !== '…');
@@ -29,6 +33,9 @@ export async function run(ctx) {
       await job.waitFor();
       await page.waitForFunction(() => document.querySelector('#jobs li')?.dataset.state === 'succeeded', null, { timeout: 60000 });
       await page.waitForFunction(() => document.querySelector('#jobs li img')?.naturalWidth > 0);
+      // The job plotted exactly the waypoints of sols 0 to 400 of the fixture.
+      await page.waitForFunction((n) => document.querySelector('#jobs li').textContent.includes(`${n} points`), inRange.toLocaleString('en-US'));
+      assert.match(await job.textContent(), /yaw against sol, sols 0 to 400/);
     },
   });
 }
