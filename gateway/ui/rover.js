@@ -36,6 +36,7 @@ async function trackLoaded() {
 async function summary() {
   if (!(await trackLoaded())) {
     $('summary-message').textContent = 'No waypoints yet: load the track first.';
+    for (const id of ['map', 'orientation']) fill($(id), h('p', { class: 'muted', text: 'No waypoints yet.' }));
     for (const id of ['sum-sol', 'sum-distance', 'sum-position', 'sum-count']) $(id).textContent = '—';
     return false;
   }
