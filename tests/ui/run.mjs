@@ -56,7 +56,9 @@ for (const [page, w] of Object.entries(figures.weights)) {
   console.log(`  ${page.padEnd(10)} ${String(w.total).padStart(8)}  (${Object.entries(w.byType).map(([t, n]) => `${t} ${n}`).join(', ')}; images ${w.images})`);
 }
 if (figures.review.longestLongTaskMs !== undefined) {
-  console.log(`review: rejecting ${figures.review.rejected} images with x, longest long task ${figures.review.longestLongTaskMs} ms (${figures.review.longTasks} long tasks)`);
+  const r = figures.review;
+  console.log(`review: rejecting ${r.rejected} images with x, longest long task ${r.longestLongTaskMs} ms (${r.longTasks} long tasks); `
+    + `traced main-thread tasks: longest ${r.longestTaskWallMs} ms wall, ${r.longestTaskCpuMs} ms CPU, ${r.tasksOver50msCpu} over 50 ms of CPU`);
 }
 console.log(`screenshots: ${shots}`);
 if (failed) {
