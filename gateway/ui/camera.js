@@ -5,7 +5,7 @@
 
 import { request, get, query } from './api.js';
 import { $, h, fill, guard, notify } from './dom.js';
-import { time, num, idOf } from './format.js';
+import { time, num, idOf, percent } from './format.js';
 import { watch, stateOf } from './sse.js';
 
 const PAGE = 48;
@@ -30,7 +30,7 @@ function dateFromAddress() {
 function frame(image, { large = false } = {}) {
   const img = h('img', {
     src: large ? image.url : image.thumbnail_url,
-    alt: `frame taken ${time(image.taken_time)}, detection probability ${num(image.probability)}`,
+    alt: `frame taken ${time(image.taken_time)}, detection probability ${percent(image.probability)}`,
     loading: large ? 'eager' : 'lazy',
     decoding: 'async',
   });
@@ -128,7 +128,7 @@ async function render(date, day) {
       notify(err.message);
     }
     fill($('best-frame'), frame(best, { large: true }));
-    $('best-caption').textContent = `Taken ${time(best.taken_time)} · detection probability ${num(best.probability)}`;
+    $('best-caption').textContent = `Taken ${time(best.taken_time)} · detection probability ${percent(best.probability)}`;
     $('best-section').hidden = false;
   }
   gallery = { list: null, url: null, next: null, shown: 0, params: null, source: gallery.source };
@@ -165,7 +165,7 @@ async function more() {
   }
   $('gallery').append(...batch.map((image) => h('li', {},
     h('figure', {}, frame(image),
-      h('figcaption', { text: `${num(image.probability)} · ${time(image.taken_time)}${image.has_subject ? ' · subject' : ''}` })))));
+      h('figcaption', { text: `${percent(image.probability)} · ${time(image.taken_time)}${image.has_subject ? ' · subject seen' : ''}` })))));
 }
 
 $('gallery-more').addEventListener('click', () => guard(more));

@@ -35,3 +35,9 @@ export function localInput(date) {
   const pad = (n) => String(n).padStart(2, '0');
   return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}T${pad(date.getHours())}:${pad(date.getMinutes())}`;
 }
+
+/** A probability (0 to 1) as a percentage with one decimal: 0.965 → 96.5 %. */
+export function percent(value) {
+  const n = Number(value);
+  return Number.isFinite(n) ? `${(n * 100).toFixed(1)} %` : '—';
+}

@@ -44,7 +44,7 @@ async function summary() {
   const latest = sum.latest ?? {};
   $('sum-sol').textContent = num(sol.sol);
   $('summary-message').textContent = sol.message ?? '';
-  $('sum-distance').textContent = `${num(Number(latest.distTotalM ?? 0) / 1000)} km`;
+  $('sum-distance').textContent = `${num(Number(sum.track?.totalDistanceM ?? latest.distTotalM ?? 0) / 1000)} km`;
   const p = latest.position ?? {};
   $('sum-position').textContent = `${num(p.latitude)}° N, ${num(p.longitude)}° E`;
   $('sum-count').textContent = num(sum.track?.waypointCount);

@@ -27,9 +27,9 @@ export async function run(ctx) {
       assert.equal(await page.getAttribute('#load-progress', 'value'), await page.getAttribute('#load-progress', 'max'));
       // Most probable first; the best one large, with its probability.
       const captions = await page.locator('#gallery figcaption').allTextContents();
-      const probs = captions.map((c) => Number(c.split(' · ')[0]));
+      const probs = captions.map((c) => Number(c.split(' · ')[0].replace(' %', '')));
       assert.deepEqual(probs, probs.slice().sort((a, b) => b - a));
-      assert.match(await page.textContent('#best-caption'), new RegExp(`probability ${day.best.prob}`));
+      assert.match(await page.textContent('#best-caption'), new RegExp(`probability ${(day.best.prob * 100).toFixed(1)} %`));
       assert.equal(await page.getAttribute('#best-frame img', 'src'), data.best.url);
       // Boxes over the frames whose detection row had one (every third frame).
       assert.equal(await page.locator('#gallery .frame[data-box]').count(), day.detections.length);

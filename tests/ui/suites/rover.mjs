@@ -20,6 +20,7 @@ export async function run(ctx) {
       await page.locator('#load').waitFor();
       await page.waitForFunction(() => document.querySelector('#sum-sol').textContent === '1,615' || document.querySelector('#sum-sol').textContent === '1615', null, { timeout: 60000 });
       assert.match(await page.textContent('#summary-message'), /Sol-1615/);
+      await page.waitForFunction(() => document.querySelector('#orientation').dataset.points);
       assert.equal(await page.getAttribute('#map', 'data-points'), '586');
       assert.equal(await page.getAttribute('#orientation', 'data-points'), '586');
       // The form's fields show their units.
