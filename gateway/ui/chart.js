@@ -3,8 +3,7 @@
 import { svg, fill } from './dom.js';
 
 const W = 720;
-const H = 360;
-const PAD = { left: 64, right: 16, top: 28, bottom: 48 };
+const PAD = { left: 76, right: 16, top: 30, bottom: 54 };
 
 /** About `count` round tick values covering [lo, hi]. */
 export function ticks(lo, hi, count = 6) {
@@ -54,7 +53,7 @@ function timeLabel(t, step) {
 }
 const numTick = new Intl.NumberFormat(undefined, { maximumSignificantDigits: 6 });
 
-function frame(xs, ys, { xLabel, yLabel, title, xTime }) {
+function frame(xs, ys, { xLabel, yLabel, title, xTime, H = 360 }) {
   const [x0, x1] = extent(xs);
   const [y0, y1] = extent(ys);
   const px = (x) => PAD.left + ((x - x0) / (x1 - x0)) * (W - PAD.left - PAD.right);
@@ -62,13 +61,13 @@ function frame(xs, ys, { xLabel, yLabel, title, xTime }) {
   const root = svg('svg', { viewBox: `0 0 ${W} ${H}`, 'aria-hidden': 'true', focusable: 'false' });
   for (const t of ticks(y0, y1, 6)) {
     root.append(svg('line', { class: 'grid-line', x1: PAD.left, x2: W - PAD.right, y1: py(t), y2: py(t) }));
-    root.append(svg('text', { x: PAD.left - 6, y: py(t) + 4, 'text-anchor': 'end', text: numTick.format(t) }));
+    root.append(svg('text', { x: PAD.left - 6, y: py(t) + 5, 'text-anchor': 'end', text: numTick.format(t) }));
   }
   const xt = xTime ? timeTicks(x0, x1, 6) : { ticks: ticks(x0, x1, 6) };
   for (const t of xt.ticks) {
     root.append(svg('line', { class: 'axis', x1: px(t), x2: px(t), y1: H - PAD.bottom, y2: H - PAD.bottom + 4 }));
     const label = xTime ? timeLabel(t, xt.step) : numTick.format(t);
-    root.append(svg('text', { x: px(t), y: H - PAD.bottom + 17, 'text-anchor': 'middle', text: label }));
+    root.append(svg('text', { x: px(t), y: H - PAD.bottom + 20, 'text-anchor': 'middle', text: label }));
   }
   root.append(svg('line', { class: 'axis', x1: PAD.left, x2: W - PAD.right, y1: H - PAD.bottom, y2: H - PAD.bottom }));
   root.append(svg('line', { class: 'axis', x1: PAD.left, x2: PAD.left, y1: PAD.top, y2: H - PAD.bottom }));
@@ -79,31 +78,35 @@ function frame(xs, ys, { xLabel, yLabel, title, xTime }) {
       transform: `rotate(-90 14 ${(PAD.top + H - PAD.bottom) / 2})`, text: yLabel,
     }));
   }
-  if (title) root.append(svg('text', { x: PAD.left, y: 16, text: title }));
-  return { root, px, py };
+  if (title) root.append(svg('text', { class: 'title', x: PAD.left, y: 18, text: title }));
+  return { root, px, py, H };
 }
 
 /**
  * Lines: `series` of `{name, points: [[x, y]], band: [[x, lo, hi]]}` (band optional) in
  * `container`, with a text description for screen readers.
  */
-export function lineChart(container, { series, xLabel, yLabel, title, xTime = false, description }) {
+export function lineChart(container, { series, xLabel, yLabel, title, xTime = false, description, height = 360, dots = false }) {
   const xs = [];
   const ys = [];
   for (const s of series) {
     for (const [x, y] of s.points) { xs.push(x); ys.push(y); }
     for (const [x, lo, hi] of s.band ?? []) { xs.push(x); ys.push(lo, hi); }
   }
-  const { root, px, py } = frame(xs, ys, { xLabel, yLabel, title, xTime });
+  const { root, px, py } = frame(xs, ys, { xLabel, yLabel, title, xTime, H: height });
   series.forEach((s, i) => {
     if (s.band && s.band.length > 1) {
       const top = s.band.map(([x, , hi]) => `${px(x).toFixed(1)},${py(hi).toFixed(1)}`);
       const bottom = s.band.slice().reverse().map(([x, lo]) => `${px(x).toFixed(1)},${py(lo).toFixed(1)}`);
       root.append(svg('polygon', { class: 'band', points: top.concat(bottom).join(' ') }));
     }
-    const d = s.points.map(([x, y], j) => `${j ? 'L' : 'M'}${px(x).toFixed(1)} ${py(y).toFixed(1)}`).join('');
-    root.append(svg('path', { class: `series s${i % 3}`, d }));
-    if (s.points.length === 1) {
+    if (dots) {
+      for (const [x, y] of s.points) root.append(svg('circle', { class: `legend-${i % 3}`, cx: px(x).toFixed(1), cy: py(y).toFixed(1), r: 2 }));
+    } else {
+      const d = s.points.map(([x, y], j) => `${j ? 'L' : 'M'}${px(x).toFixed(1)} ${py(y).toFixed(1)}`).join('');
+      root.append(svg('path', { class: `series s${i % 3}`, d }));
+    }
+    if (s.points.length === 1 && !dots) {
       const [[x, y]] = s.points;
       root.append(svg('circle', { class: `legend-${i % 3}`, cx: px(x), cy: py(y), r: 3 }));
     }

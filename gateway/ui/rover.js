@@ -65,17 +65,23 @@ async function charts() {
   $('map').dataset.points = String(positions.length);
   const rows = orientation.slice().sort((a, b) => a.sol - b.sol);
   const deg = 180 / Math.PI;
-  lineChart($('orientation'), {
-    series: [
-      { name: 'yaw', points: rows.map((r) => [r.sol, Number(r.yaw_rad) * deg]) },
-      { name: 'pitch', points: rows.map((r) => [r.sol, Number(r.pitch)]) },
-      { name: 'roll', points: rows.map((r) => [r.sol, Number(r.roll)]) },
-    ],
-    xLabel: 'sol',
-    yLabel: 'angle (deg)',
-    title: 'Yaw, pitch and roll by sol',
-    description: `Yaw, pitch and roll in degrees over ${rows.length} waypoints by sol`,
+  // One chart per angle: yaw spans the circle, pitch and roll a few degrees.
+  const angles = [['yaw', (r) => Number(r.yaw_rad) * deg], ['pitch', (r) => Number(r.pitch)], ['roll', (r) => Number(r.roll)]];
+  const charts = angles.map(([name, value], i) => {
+    const box = h('div', { class: 'chart', role: 'img' });
+    lineChart(box, {
+      series: [{ name, points: rows.map((r) => [r.sol, value(r)]) }],
+      xLabel: 'sol',
+      yLabel: `${name} (deg)`,
+      title: `${name[0].toUpperCase()}${name.slice(1)} by sol`,
+      description: `${name} in degrees at ${rows.length} waypoints, by sol`,
+      height: 240,
+      dots: true,
+    });
+    box.querySelectorAll('circle').forEach((c) => c.setAttribute('class', `legend-${i}`));
+    return box;
   });
+  fill($('orientation'), charts);
   $('orientation').dataset.points = String(rows.length);
   $('traverse-more').hidden = false;
 }
