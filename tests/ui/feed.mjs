@@ -37,7 +37,7 @@ export async function startFeed({ root, camera }) {
     if (path.startsWith('/hole-cam/static/')) {
       for (const day of Object.values(camera)) {
         const bytes = day.frames.get(path);
-        if (bytes) return send(200, 'image/jpeg', bytes);
+        if (bytes) return setTimeout(() => send(200, 'image/jpeg', bytes), day.delayMs ?? 0);
       }
     }
     return send(404, 'text/plain', Buffer.from('not found'));
@@ -53,9 +53,10 @@ export async function startFeed({ root, camera }) {
 
 /**
  * A camera day in the feed's format: `count` frames of `width`×`height` one minute apart from
- * noon UTC, with probabilities that differ, every third frame with a detection box.
+ * noon UTC, with probabilities that differ, every third frame with a detection box; each frame
+ * answered after `delayMs` (a slow camera, so that a load runs long enough to be watched).
  */
-export function cameraDay({ date, jpegs, width, height }) {
+export function cameraDay({ date, jpegs, width, height, delayMs = 0 }) {
   const [y, mo, d] = date.split('-').map(Number);
   const key = `${String(mo).padStart(2, '0')}-${String(d).padStart(2, '0')}-${y}`;
   const rows = [];
@@ -75,5 +76,5 @@ export function cameraDay({ date, jpegs, width, height }) {
       });
     }
   });
-  return { key, rows, detections, frames, best: rows.reduce((a, b) => (b.prob > a.prob ? b : a)) };
+  return { key, rows, detections, frames, delayMs, best: rows.reduce((a, b) => (b.prob > a.prob ? b : a)) };
 }

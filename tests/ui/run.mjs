@@ -23,14 +23,17 @@ for (const name of chosen) if (!SUITES[name]) throw new Error(`no suite ${name};
 const binary = resolve(root, process.env.OUTPOST_BIN ?? 'target/debug/outpost');
 const shots = join(root, 'target/ui-screenshots');
 const CAMERA_DATE = '2025-02-05';
+/** A day whose frames come slowly: its load runs while the overview watches it. */
+const SLOW_DATE = '2025-02-06';
 
 const browser = await launchBrowser();
 const frames = await makeJpegs(browser, { count: 12, width: 320, height: 240, label: 'burrow' });
 const day = cameraDay({ date: CAMERA_DATE, jpegs: frames, width: 320, height: 240 });
-const feed = await startFeed({ root, camera: { [day.key]: day } });
+const slowDay = cameraDay({ date: SLOW_DATE, jpegs: frames.slice(0, 8), width: 320, height: 240, delayMs: 1500 });
+const feed = await startFeed({ root, camera: { [day.key]: day, [slowDay.key]: slowDay } });
 const outpost = await startOutpost({ binary, feed: feed.url, logDir: shots });
 const figures = { weights: {}, review: {} };
-const ctx = { browser, base: outpost.base, shots, figures, feed, day, cameraDate: CAMERA_DATE, root };
+const ctx = { browser, base: outpost.base, shots, figures, feed, day, cameraDate: CAMERA_DATE, slowDate: SLOW_DATE, root };
 
 let failed = 0;
 try {

@@ -32,6 +32,20 @@ export async function run(ctx) {
       await page.waitForFunction(() => document.querySelector('#count-readings').textContent !== '…');
       assert.equal(Number((await page.textContent('#count-readings')).replace(/\D/g, '')), before + 3);
       assert.equal(await page.locator('#runs tbody tr').count(), (runs.runs ?? []).length);
+
+      // A load started elsewhere shows up running, and its row follows the run's events to the end.
+      const { status, data } = await api(ctx.base, `/lazyload?date=${ctx.slowDate}`);
+      assert.equal(status, 202, JSON.stringify(data));
+      const id = data.run.name.replace('runs/', '');
+      const streams = [];
+      page.on('request', (r) => { if (r.resourceType() === 'eventsource') streams.push(new URL(r.url()).pathname); });
+      await page.reload({ waitUntil: 'domcontentloaded' });
+      const row = page.locator(`#runs tr[data-run="${id}"]`);
+      await row.waitFor();
+      assert.match(await row.textContent(), /pending|running/);
+      await page.waitForFunction((run) => /succeeded/.test(document.querySelector(`#runs tr[data-run="${run}"]`)?.textContent ?? ''), id, { timeout: 30000 });
+      assert.deepEqual(streams, [`/runs/${id}/events`]);
+      assert.match(await row.textContent(), /8 \/ 8/);
     },
   });
 }
