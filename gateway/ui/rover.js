@@ -162,7 +162,8 @@ function normalize(job) {
   return {
     ...job,
     id,
-    state: stateOf(job) || 'pending',
+    // The routes' `status` is fresh; `state` may be this page's own older reading.
+    state: stateOf({ status: job.status ?? job.state }) || 'queued',
     download: job.download ?? `/download/${encodeURIComponent(id)}`,
   };
 }
