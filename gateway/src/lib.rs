@@ -42,6 +42,7 @@ mod ops;
 mod request;
 pub mod rules;
 pub mod sources;
+pub mod sse;
 pub mod template;
 mod transcode;
 pub mod ui;

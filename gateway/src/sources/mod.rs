@@ -1,12 +1,15 @@
 //! The source systems' routes (design section 5), written by hand over the services' typed
 //! clients: SEN, the sensor hub, in [`sensors`]; BOX, the senseBox temperature service, in
-//! [`sensebox`]; IMG, the image management engine, in [`images`]. They keep the source systems' paths and methods, take and answer JSON, and
-//! answer every error with the gateway's JSON error body.
+//! [`sensebox`]; IMG, the image management engine, in [`images`]; CAM, the burrow camera, in
+//! [`camera`]; ROV, the rover tracker, in [`rover`]. They keep the source systems' paths and
+//! methods, take and answer JSON, and answer every error with the gateway's JSON error body.
 //!
 //! They bring no fallback of their own, so they merge into [`crate::routes`]; their writes pass
 //! the bearer-token check of [`crate::layer`] like every other route.
 
+mod camera;
 mod images;
+mod rover;
 mod sensebox;
 mod sensors;
 
@@ -19,12 +22,14 @@ use crate::Upstreams;
 use crate::error::ApiError;
 use crate::ops;
 
-/// The SEN, BOX and IMG routes.
+/// The SEN, BOX, IMG, CAM and ROV routes.
 pub fn routes(upstreams: &Upstreams) -> Router {
     Router::new()
         .merge(sensors::routes(upstreams))
         .merge(sensebox::routes(upstreams))
         .merge(images::routes(upstreams))
+        .merge(camera::routes(upstreams))
+        .merge(rover::routes(upstreams))
 }
 
 /// 200 `{"status": "ok", "services": …}` when every one of `services` (short names) and its

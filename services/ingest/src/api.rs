@@ -18,6 +18,7 @@ use crate::push::{MAX_PUSH_BATCH, PushSummary};
 use crate::reading::Reading;
 use crate::runs::{Created, Runs};
 use crate::telemetry::Telemetry;
+use crate::uploads::{self, Uploads};
 use crate::{messages, metrics, model};
 
 /// The ingest service's handlers.
@@ -25,13 +26,25 @@ pub struct IngestApi {
     runs: Runs,
     telemetry: Telemetry,
     posts: GroupCommit<Vec<Reading>, ()>,
+    uploads: Option<Uploads>,
 }
 
 impl IngestApi {
     /// Handlers over `runs`, writing pushed readings to `telemetry`, and posted messages
     /// through `posts` (see [`messages::writer`]).
     pub fn new(runs: Runs, telemetry: Telemetry, posts: GroupCommit<Vec<Reading>, ()>) -> Self {
-        IngestApi { runs, telemetry, posts }
+        IngestApi {
+            runs,
+            telemetry,
+            posts,
+            uploads: None,
+        }
+    }
+
+    /// Takes files with UploadSource through `uploads`.
+    pub fn with_uploads(mut self, uploads: Uploads) -> Self {
+        self.uploads = Some(uploads);
+        self
     }
 }
 
@@ -236,8 +249,17 @@ impl IngestService for IngestApi {
 
     async fn upload_source(
         &self,
-        _request: Request<Streaming<pb::UploadSourceRequest>>,
+        request: Request<Streaming<pb::UploadSourceRequest>>,
     ) -> Result<Response<pb::UploadSourceResponse>, Status> {
-        Err(Status::unimplemented("UploadSource is not implemented yet"))
+        let uploads = self
+            .uploads
+            .as_ref()
+            .ok_or_else(|| Status::unimplemented("UploadSource is not implemented yet"))?;
+        let received = uploads::receive(request.into_inner()).await?;
+        let run = match uploads.start(received).await? {
+            Created::New(run) | Created::Joined(run) => run,
+            Created::RecentlyFailed { run, retry_in } => return Err(recently_failed(&run, retry_in)),
+        };
+        Ok(Response::new(pb::UploadSourceResponse { run: Some(run.to_pb()) }))
     }
 }

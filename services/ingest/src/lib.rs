@@ -1,12 +1,16 @@
 //! The ingest service: ingest runs (one load of one source, with progress, counts and errors),
-//! the openSenseMap source, and readings taken from Redis pub/sub, a Redis stream with a
+//! the openSenseMap and NASA MMGIS sources (fetched, or uploaded), and readings taken from Redis pub/sub, a Redis stream with a
 //! consumer group, and clients (`PushReadings`), all written to telemetry.
 
 mod api;
 pub mod boxes;
+pub mod camera;
+pub mod fetch;
 pub mod leases;
 pub mod messages;
 pub mod metrics;
+pub mod mmgis;
+pub mod mmgis_features;
 pub mod model;
 pub mod opensensemap;
 pub mod progress;
@@ -17,6 +21,7 @@ pub mod runs;
 mod store;
 pub mod stream;
 pub mod telemetry;
+pub mod uploads;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -61,7 +66,24 @@ pub struct IngestConfig {
     /// of it); a run of a replica that stopped is taken over by another after this.
     #[arg(long, env = "OUTPOST_RUN_LEASE_SECONDS", default_value = "30", value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub run_lease_seconds: u64,
+    /// Base URL of the burrow camera's feed (ingest fetches `{url}/db/...` and frames under
+    /// `{url}/hole-cam/static/`, nothing else).
+    #[arg(long, env = "OUTPOST_CAMERA_FEED_URL", default_value = camera::DEFAULT_FEED_URL, value_parser = outpost_kit::config::parse_url)]
+    pub camera_feed_url: String,
+    /// The camera's time zone (an IANA name): a camera day is a calendar day there.
+    #[arg(long, env = "OUTPOST_CAMERA_TIMEZONE", default_value = "UTC", value_parser = camera::day::parse_time_zone)]
+    pub camera_timezone: String,
+    /// Camera frames downloaded (and stored) at once, per day load.
+    #[arg(long, env = "OUTPOST_CAMERA_CONCURRENCY", default_value = "8", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub camera_concurrency: u16,
+    /// Base URL of NASA MMGIS layers (ingest fetches `{url}/M20_waypoints.json` and
+    /// `{url}/M20_traverse.json`, nothing else).
+    #[arg(long, env = "OUTPOST_MMGIS_URL", default_value = MMGIS_URL, value_parser = outpost_kit::config::parse_url)]
+    pub mmgis_url: String,
 }
+
+/// The default MMGIS URL: NASA's Mars 2020 layers.
+pub const MMGIS_URL: &str = "https://mars.nasa.gov/mmgis-maps/M20/Layers/json";
 
 impl Default for IngestConfig {
     /// The defaults, as when no flag or variable is set.
@@ -73,6 +95,10 @@ impl Default for IngestConfig {
             sensor_stream: "sensor_readings".into(),
             load_retry_seconds: 30,
             run_lease_seconds: 30,
+            camera_feed_url: camera::DEFAULT_FEED_URL.into(),
+            camera_timezone: "UTC".into(),
+            camera_concurrency: 8,
+            mmgis_url: MMGIS_URL.into(),
         }
     }
 }
@@ -121,7 +147,13 @@ pub async fn serve_on(
         lease: Duration::from_secs(ingest.run_lease_seconds),
         retry_spacing: Duration::from_secs(ingest.load_retry_seconds),
     };
-    let runs = runs::Runs::new(storage.db.clone(), HashMap::from([opensensemap::loader(osem)]), options);
+    let media = camera::media::Media::connect(&config.media_endpoint(), config.rpc_timeout(), &config.token())?;
+    let camera = camera::Camera::new(&ingest, media)?;
+    let objects = storage.objects().await?;
+    let mmgis = mmgis::Mmgis::new(&ingest.mmgis_url, telemetry.clone(), objects.clone())?;
+    let mut loaders = HashMap::from([opensensemap::loader(osem), camera::loader(camera)]);
+    loaders.extend(mmgis.loaders());
+    let runs = runs::Runs::new(storage.db.clone(), loaders, options);
     tracing::info!(replica = %replica, "ingest replica starting");
 
     let stop = CancellationToken::new();
@@ -153,12 +185,18 @@ pub async fn serve_on(
 
     // Redis feeds the sensor consumers in the background: without it, ingest still serves
     // its calls (degraded). Telemetry is where every reading goes: required.
-    let mut dependencies = storage.dependencies_optional(&[outpost_kit::storage::dependency::REDIS]);
+    // The object store only keeps uploaded files: without it, ingest serves the rest.
+    let mut dependencies = storage.dependencies_optional(&[
+        outpost_kit::storage::dependency::REDIS,
+        outpost_kit::storage::dependency::OBJECTS,
+    ]);
     dependencies.push(telemetry.dependency());
     // A pushed batch of 10000 readings with long names is more than tonic's default 4 MiB.
     let posts = messages::writer(telemetry.clone());
-    let service = IngestServiceServer::new(api::IngestApi::new(runs.clone(), telemetry, posts.clone()))
-        .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let uploads = uploads::Uploads::new(runs.clone(), objects);
+    let service =
+        IngestServiceServer::new(api::IngestApi::new(runs.clone(), telemetry, posts.clone()).with_uploads(uploads))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES);
     // Runs and consumers stop when the signal comes, so that watch streams end and the
     // server's drain of in-flight calls does not wait for them.
     let stopping = async {

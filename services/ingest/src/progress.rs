@@ -129,6 +129,11 @@ impl RunHandle {
         self.live.stopped().await
     }
 
+    /// The run's parameters.
+    pub fn parameters(&self) -> std::collections::BTreeMap<String, String> {
+        self.live.current().parameters
+    }
+
     /// Sets how many items there are.
     pub fn set_total(&self, total: i64) {
         self.live.update(|run| run.total = total);
@@ -144,9 +149,23 @@ impl RunHandle {
         self.live.update(|run| run.counts.created += n);
     }
 
+    /// Counts `n` items that replaced a stored item.
+    pub fn add_updated(&self, n: i64) {
+        self.live.update(|run| run.counts.updated += n);
+    }
+
     /// Counts `n` items left alone.
     pub fn add_skipped(&self, n: i64) {
         self.live.update(|run| run.counts.skipped += n);
+    }
+
+    /// Counts items an upsert created, updated, or found unchanged (skipped).
+    pub fn add_upserted(&self, created: i64, updated: i64, unchanged: i64) {
+        self.live.update(|run| {
+            run.counts.created += created;
+            run.counts.updated += updated;
+            run.counts.skipped += unchanged;
+        });
     }
 
     /// Counts an item that failed, keeping its error (up to the bound).

@@ -40,9 +40,29 @@ const MAX_PARAMETER_VALUE: usize = 256;
 pub trait Loader: Send + Sync {
     /// Checks a run's parameters before the run is created.
     fn check_parameters(&self, parameters: &BTreeMap<String, String>) -> Result<()>;
+    /// The parameters a run is stored (and its load is told apart) by, one spelling per load,
+    /// and whether a load of them that succeeded answers a new request instead of loading
+    /// again. By default: the parameters as given, checked; every request loads again.
+    fn prepare(&self, parameters: BTreeMap<String, String>) -> Result<Prepared> {
+        self.check_parameters(&parameters)?;
+        Ok(Prepared {
+            parameters,
+            keep_succeeded: false,
+        })
+    }
     /// Loads the source, reporting through `run`; returns early when `run.should_stop()`.
     /// An error fails the whole run with its message.
     async fn load(&self, run: &RunHandle) -> anyhow::Result<()>;
+}
+
+/// A run's parameters as its loader prepared them (see [`Loader::prepare`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Prepared {
+    /// The parameters the run is stored with.
+    pub parameters: BTreeMap<String, String>,
+    /// Whether the last run of these parameters, when it succeeded, is returned (joined)
+    /// instead of starting another.
+    pub keep_succeeded: bool,
 }
 
 /// How runs are shared between replicas.
@@ -131,7 +151,10 @@ impl Runs {
             .cloned()
             .ok_or_else(|| Error::invalid("run.source", "not a source this service loads"))?;
         check_parameters(&parameters)?;
-        loader.check_parameters(&parameters)?;
+        let Prepared {
+            parameters,
+            keep_succeeded,
+        } = loader.prepare(parameters)?;
         if *self.inner.closing.borrow() {
             return Err(Error::Unavailable("ingest is shutting down".into()));
         }
@@ -149,6 +172,9 @@ impl Runs {
             }
             let now = now_micros();
             let ended = store::last_ended_run(db, source, &parameters).await?;
+            if keep_succeeded && let Some(run) = ended.as_ref().filter(|run| run.state == RunState::Succeeded) {
+                return Ok(Created::Joined(run.clone()));
+            }
             if let Some(run) = ended.filter(|run| run.state == RunState::Failed)
                 && let Some(retry_in) = self.retry_in(&run, now)
             {

@@ -118,10 +118,62 @@ impl Telemetry {
         }
     }
 
+    /// Creates or updates waypoints of `track` (`tracks/{track}`); retried while telemetry is
+    /// unavailable (idempotent: a repeated write counts unchanged).
+    pub async fn upsert_waypoints(&self, track: &str, waypoints: Vec<pb::Waypoint>) -> Result<Upserted, Status> {
+        let deadline = Deadline::after(self.timeout);
+        let r = client::retry(deadline, || {
+            let mut client = self.client.clone();
+            let request = deadline.request(pb::UpsertWaypointsRequest {
+                parent: track.to_string(),
+                waypoints: waypoints.clone(),
+            });
+            async move { client.upsert_waypoints(request).await }
+        })
+        .await?
+        .into_inner();
+        Ok(Upserted {
+            created: r.created,
+            updated: r.updated,
+            unchanged: r.unchanged,
+        })
+    }
+
+    /// Creates or updates traverse segments of `track`, like [`Telemetry::upsert_waypoints`].
+    pub async fn upsert_traverse(&self, track: &str, segments: Vec<pb::TraverseSegment>) -> Result<Upserted, Status> {
+        let deadline = Deadline::after(self.timeout);
+        let r = client::retry(deadline, || {
+            let mut client = self.client.clone();
+            let request = deadline.request(pb::UpsertTraverseRequest {
+                parent: track.to_string(),
+                segments: segments.clone(),
+            });
+            async move { client.upsert_traverse(request).await }
+        })
+        .await?
+        .into_inner();
+        Ok(Upserted {
+            created: r.created,
+            updated: r.updated,
+            unchanged: r.unchanged,
+        })
+    }
+
     /// Telemetry as a dependency in health: SERVING when its health check says so.
     pub fn dependency(&self) -> Dependency {
         client::peer_dependency("telemetry", self.channel.clone(), outpost_api::names::TELEMETRY)
     }
+}
+
+/// What an upsert of track features did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Upserted {
+    /// New.
+    pub created: i64,
+    /// Changed.
+    pub updated: i64,
+    /// Stored as they are already.
+    pub unchanged: i64,
 }
 
 /// Calls [`Telemetry::write_bisecting`] makes for one batch, at most.

@@ -333,15 +333,15 @@ async fn a_running_load_can_be_cancelled_and_bad_requests_are_refused() {
             .unwrap_err();
         assert_eq!(bad.code(), Code::InvalidArgument);
         assert!(bad.message().starts_with("run.parameters.url:"), "{}", bad.message());
-        let camera = pb::Run {
-            source: Source::CameraDay as i32,
+        let upload = pb::Run {
+            source: Source::Upload as i32,
             ..Default::default()
         };
         let unsupported = mesh
             .ingest
             .clone()
             .create_run(pb::CreateRunRequest {
-                run: Some(camera),
+                run: Some(upload),
                 ..Default::default()
             })
             .await;

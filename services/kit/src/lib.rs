@@ -11,6 +11,7 @@ pub mod error;
 pub mod group_commit;
 pub mod grpc;
 pub mod ids;
+pub mod json;
 pub mod metrics;
 pub mod observability;
 pub mod paging;

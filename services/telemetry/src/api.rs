@@ -2,7 +2,6 @@
 
 use outpost_api::telemetry::v1::{self as pb, telemetry_service_server::TelemetryService};
 use outpost_kit::error::Error;
-use outpost_kit::grpc::not_yet;
 use outpost_kit::time::{from_duration, from_timestamp, to_timestamp, to_timestamp_opt};
 use tonic::{Request, Response, Status};
 
@@ -14,6 +13,8 @@ use crate::readings::{self, MAX_BATCH, Reading, Readings};
 use crate::series::{self, SeriesQuery};
 use crate::snapshot::Snapshots;
 use crate::store::{BucketRow, CurrentFilter, SensorRow};
+use crate::track_messages::{segment_from_pb, segment_to_pb, track_to_pb, waypoint_from_pb, waypoint_to_pb};
+use crate::tracks::{self, SolRange, Tracks};
 
 /// The telemetry service's handlers.
 pub struct TelemetryApi {
@@ -21,16 +22,24 @@ pub struct TelemetryApi {
     devices: Devices,
     aggregates: Aggregates,
     snapshots: Snapshots,
+    tracks: Tracks,
 }
 
 impl TelemetryApi {
     /// Handlers over the domain.
-    pub fn new(readings: Readings, devices: Devices, aggregates: Aggregates, snapshots: Snapshots) -> Self {
+    pub fn new(
+        readings: Readings,
+        devices: Devices,
+        aggregates: Aggregates,
+        snapshots: Snapshots,
+        tracks: Tracks,
+    ) -> Self {
         Self {
             readings,
             devices,
             aggregates,
             snapshots,
+            tracks,
         }
     }
 }
@@ -125,6 +134,13 @@ fn aggregate_to_pb(aggregate: Aggregate) -> pb::AggregateReadingsResponse {
         status_text: aggregate.status.text().to_string(),
         cached: aggregate.cached,
         compute_time: Some(to_timestamp(aggregate.compute_time)),
+    }
+}
+
+fn sol_range(min: Option<i32>, max: Option<i32>) -> SolRange {
+    SolRange {
+        min: min.map(i64::from),
+        max: max.map(i64::from),
     }
 }
 
@@ -296,48 +312,108 @@ impl TelemetryService for TelemetryApi {
         Ok(Response::new(pb::ExportSnapshotResponse { object, reading_count }))
     }
 
-    async fn get_track(&self, _request: Request<pb::GetTrackRequest>) -> Reply<pb::GetTrackResponse> {
-        Err(not_yet("GetTrack"))
+    async fn get_track(&self, request: Request<pb::GetTrackRequest>) -> Reply<pb::GetTrackResponse> {
+        let request = request.into_inner();
+        let id = tracks::parse_track("name", &request.name)?;
+        let track = self.tracks.get(id).await?;
+        Ok(Response::new(pb::GetTrackResponse {
+            track: Some(track_to_pb(track)),
+        }))
     }
 
-    async fn list_tracks(&self, _request: Request<pb::ListTracksRequest>) -> Reply<pb::ListTracksResponse> {
-        Err(not_yet("ListTracks"))
+    async fn list_tracks(&self, request: Request<pb::ListTracksRequest>) -> Reply<pb::ListTracksResponse> {
+        let request = request.into_inner();
+        let (tracks, next_page_token) = self.tracks.list(request.page_size, &request.page_token).await?;
+        Ok(Response::new(pb::ListTracksResponse {
+            tracks: tracks.into_iter().map(track_to_pb).collect(),
+            next_page_token,
+        }))
     }
 
-    async fn delete_track(&self, _request: Request<pb::DeleteTrackRequest>) -> Reply<pb::DeleteTrackResponse> {
-        Err(not_yet("DeleteTrack"))
+    async fn delete_track(&self, request: Request<pb::DeleteTrackRequest>) -> Reply<pb::DeleteTrackResponse> {
+        let request = request.into_inner();
+        let id = tracks::parse_track("name", &request.name)?;
+        self.tracks.delete(id).await?;
+        Ok(Response::new(pb::DeleteTrackResponse {}))
     }
 
     async fn upsert_waypoints(
         &self,
-        _request: Request<pb::UpsertWaypointsRequest>,
+        request: Request<pb::UpsertWaypointsRequest>,
     ) -> Reply<pb::UpsertWaypointsResponse> {
-        Err(not_yet("UpsertWaypoints"))
+        let request = request.into_inner();
+        let track = tracks::parse_track("parent", &request.parent)?;
+        let waypoints = request.waypoints.into_iter().map(waypoint_from_pb).collect();
+        let counts = self.tracks.upsert_waypoints(track, waypoints).await?;
+        Ok(Response::new(pb::UpsertWaypointsResponse {
+            created: counts.created,
+            updated: counts.updated,
+            unchanged: counts.unchanged,
+        }))
     }
 
-    async fn get_waypoint(&self, _request: Request<pb::GetWaypointRequest>) -> Reply<pb::GetWaypointResponse> {
-        Err(not_yet("GetWaypoint"))
+    async fn get_waypoint(&self, request: Request<pb::GetWaypointRequest>) -> Reply<pb::GetWaypointResponse> {
+        let request = request.into_inner();
+        let (track, site, drive) = tracks::parse_waypoint("name", &request.name)?;
+        let waypoint = self.tracks.get_waypoint(track, site, drive).await?;
+        Ok(Response::new(pb::GetWaypointResponse {
+            waypoint: Some(waypoint_to_pb(track, waypoint)),
+        }))
     }
 
-    async fn list_waypoints(&self, _request: Request<pb::ListWaypointsRequest>) -> Reply<pb::ListWaypointsResponse> {
-        Err(not_yet("ListWaypoints"))
+    async fn list_waypoints(&self, request: Request<pb::ListWaypointsRequest>) -> Reply<pb::ListWaypointsResponse> {
+        let request = request.into_inner();
+        let track = tracks::parse_track("parent", &request.parent)?;
+        let range = sol_range(request.min_sol, request.max_sol);
+        let (waypoints, next_page_token) = self
+            .tracks
+            .list_waypoints(track, range, request.page_size, &request.page_token)
+            .await?;
+        Ok(Response::new(pb::ListWaypointsResponse {
+            waypoints: waypoints.into_iter().map(|w| waypoint_to_pb(track, w)).collect(),
+            next_page_token,
+        }))
     }
 
-    async fn upsert_traverse(&self, _request: Request<pb::UpsertTraverseRequest>) -> Reply<pb::UpsertTraverseResponse> {
-        Err(not_yet("UpsertTraverse"))
+    async fn upsert_traverse(&self, request: Request<pb::UpsertTraverseRequest>) -> Reply<pb::UpsertTraverseResponse> {
+        let request = request.into_inner();
+        let track = tracks::parse_track("parent", &request.parent)?;
+        let segments = request.segments.into_iter().map(segment_from_pb).collect();
+        let counts = self.tracks.upsert_traverse(track, segments).await?;
+        Ok(Response::new(pb::UpsertTraverseResponse {
+            created: counts.created,
+            updated: counts.updated,
+            unchanged: counts.unchanged,
+        }))
     }
 
     async fn list_traverse_segments(
         &self,
-        _request: Request<pb::ListTraverseSegmentsRequest>,
+        request: Request<pb::ListTraverseSegmentsRequest>,
     ) -> Reply<pb::ListTraverseSegmentsResponse> {
-        Err(not_yet("ListTraverseSegments"))
+        let request = request.into_inner();
+        let track = tracks::parse_track("parent", &request.parent)?;
+        let range = sol_range(request.min_sol, request.max_sol);
+        let (segments, next_page_token) = self
+            .tracks
+            .list_traverse(track, range, request.page_size, &request.page_token)
+            .await?;
+        Ok(Response::new(pb::ListTraverseSegmentsResponse {
+            segments: segments.into_iter().map(segment_to_pb).collect(),
+            next_page_token,
+        }))
     }
 
     async fn get_track_summary(
         &self,
-        _request: Request<pb::GetTrackSummaryRequest>,
+        request: Request<pb::GetTrackSummaryRequest>,
     ) -> Reply<pb::GetTrackSummaryResponse> {
-        Err(not_yet("GetTrackSummary"))
+        let request = request.into_inner();
+        let id = tracks::parse_track("name", &request.name)?;
+        let (track, latest) = self.tracks.summary(id).await?;
+        Ok(Response::new(pb::GetTrackSummaryResponse {
+            track: Some(track_to_pb(track)),
+            latest: latest.map(|w| waypoint_to_pb(id, w)),
+        }))
     }
 }

@@ -1,6 +1,6 @@
 //! The telemetry service: devices, sensors, readings, the current-value view and aggregates
-//! with their cache; snapshots of the current values go to media. Tracks and waypoints come
-//! with a later issue.
+//! with their cache; snapshots of the current values go to media; rover tracks with their
+//! waypoints and traverse.
 
 #![warn(missing_docs)]
 
@@ -15,6 +15,8 @@ pub mod sensor_keys;
 pub mod series;
 pub mod snapshot;
 mod store;
+mod track_messages;
+pub mod tracks;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -99,7 +101,8 @@ pub async fn serve_on(
         telemetry.aggregate_window_seconds as i64 * 1_000_000,
     );
     let snapshots = snapshot::Snapshots::new(storage.db.clone(), media, config.rpc_timeout());
-    let service = api::TelemetryApi::new(readings.clone(), devices, aggregates, snapshots);
+    let tracks = tracks::Tracks::new(storage.db.clone());
+    let service = api::TelemetryApi::new(readings.clone(), devices, aggregates, snapshots, tracks);
     let grpc = TelemetryServiceServer::new(service)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);

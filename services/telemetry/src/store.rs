@@ -2,6 +2,7 @@
 //! except the batch write (see [`batch`]).
 
 pub mod batch;
+pub mod tracks;
 
 use outpost_kit::error::Result;
 use outpost_kit::storage::Db;

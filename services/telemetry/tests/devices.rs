@@ -1,5 +1,5 @@
 //! Devices, sensors and current values: create, get, list with pages and filters, delete with
-//! everything measured; the track RPCs of a later issue answer UNIMPLEMENTED.
+//! everything measured.
 
 mod common;
 
@@ -242,25 +242,5 @@ async fn sensors_and_current_values_filter_and_page() {
         assert_eq!((readings.len(), readings[0].value), (1, 50.0), "{}", backend.label);
         let status = current(&mut client, "a", "pressure").await.unwrap_err();
         assert_eq!(status.code(), tonic::Code::NotFound, "{}", backend.label);
-    }
-}
-
-#[tokio::test]
-async fn track_rpcs_are_not_implemented_yet() {
-    for backend in backends() {
-        let mut client = start_telemetry(&backend, TelemetryConfig::default(), None).await;
-        let status = client
-            .get_track(pb::GetTrackRequest {
-                name: "tracks/m20".into(),
-            })
-            .await
-            .unwrap_err();
-        assert_eq!(status.code(), tonic::Code::Unimplemented, "{}", backend.label);
-        assert_eq!(status.message(), "GetTrack is not implemented yet");
-        let status = client
-            .list_waypoints(pb::ListWaypointsRequest::default())
-            .await
-            .unwrap_err();
-        assert_eq!(status.code(), tonic::Code::Unimplemented, "{}", backend.label);
     }
 }

@@ -38,7 +38,7 @@ pub trait BatchTx {
 const SQLITE_CHUNK: usize = 300;
 
 /// `INSERT … VALUES ($1, $2, …), (…) …` for `rows` rows of `columns` columns.
-fn values_sql(head: &str, rows: usize, columns: usize, tail: &str) -> String {
+pub(crate) fn values_sql(head: &str, rows: usize, columns: usize, tail: &str) -> String {
     let mut sql = String::with_capacity(head.len() + tail.len() + rows * columns * 7);
     sql.push_str(head);
     for row in 0..rows {
