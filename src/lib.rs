@@ -8,6 +8,7 @@ use outpost_ingest::IngestConfig;
 use outpost_kit::config::Config;
 use outpost_kit::server::bind;
 use outpost_media::MediaConfig;
+use outpost_plotting::PlottingConfig;
 use outpost_telemetry::TelemetryConfig;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -44,6 +45,8 @@ pub struct Cli {
     pub telemetry: TelemetryConfig,
     #[command(flatten)]
     pub media: MediaConfig,
+    #[command(flatten)]
+    pub plotting: PlottingConfig,
     /// Seconds in-flight work may take to finish after SIGTERM or ctrl-c; then the process
     /// exits anyway (keep it below Kubernetes' terminationGracePeriodSeconds minus the preStop
     /// pause).
@@ -99,7 +102,7 @@ pub async fn run(cli: Cli, shutdown: impl Future<Output = ()> + Send + 'static) 
         Role::Ingest => outpost_ingest::serve(cli.config, cli.ingest, shutdown).await,
         Role::Media => outpost_media::serve(cli.config, cli.media, shutdown).await,
         Role::Telemetry => outpost_telemetry::serve(cli.config, cli.telemetry, shutdown).await,
-        Role::Plotting => outpost_plotting::serve(cli.config, shutdown).await,
+        Role::Plotting => outpost_plotting::serve(cli.config, cli.plotting, shutdown).await,
         Role::Gateway => {
             let listener = bind("OUTPOST_GATEWAY_ADDR", cli.config.gateway_addr).await?;
             outpost_gateway::serve(cli.config, listener, shutdown).await
@@ -119,6 +122,7 @@ pub async fn run_all_on(
         ingest,
         telemetry,
         media: media_config,
+        plotting: plotting_config,
         ..
     } = cli;
     let config = listeners.resolve(config)?;
@@ -151,7 +155,7 @@ pub async fn run_all_on(
     ));
     parts.spawn(named(
         "plotting",
-        outpost_plotting::serve_on(config.clone(), plotting, stopped()),
+        outpost_plotting::serve_on(config.clone(), plotting_config, plotting, stopped()),
     ));
     parts.spawn(named(
         "gateway",

@@ -74,7 +74,12 @@ async fn a_generated_python_client_calls_the_mesh() {
         .arg(&proto)
         .arg(format!("--python_out={}", out.path().display()));
     generate.arg(format!("--grpc_python_out={}", out.path().display()));
-    for file in ["google/api/http.proto", "google/api/annotations.proto"] {
+    for file in [
+        "google/api/http.proto",
+        "google/api/annotations.proto",
+        "google/api/field_behavior.proto",
+        "outpost/api/v1/constraints.proto",
+    ] {
         generate.arg(proto.join(file));
     }
     for service in ["ingest", "media", "telemetry", "plotting"] {

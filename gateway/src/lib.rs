@@ -109,7 +109,9 @@ pub fn descriptor_pool() -> anyhow::Result<DescriptorPool> {
 pub fn routes(config: &Config, upstreams: Upstreams) -> anyhow::Result<Router> {
     let pool = descriptor_pool()?;
     let table = rules::RouteTable::from_pool(&pool)?;
-    let openapi = Bytes::from(serde_json::to_vec(&openapi::document(&pool, &table))?);
+    // The document covers the source systems' routes too: [`router`] serves them.
+    let hand_written: Vec<openapi::Route> = ops::openapi().into_iter().chain(sources::openapi()).collect();
+    let openapi = Bytes::from(serde_json::to_vec(&openapi::document(&pool, &table, &hand_written))?);
     let count = table.bindings().len();
     let transcoder = Arc::new(transcode::Transcoder::new(
         table,

@@ -12,11 +12,13 @@ use http::StatusCode;
 use http::header::{CONTENT_TYPE, HeaderValue};
 use outpost_kit::client::Traced;
 use serde::Serialize;
+use serde_json::json;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
 use crate::Upstreams;
+use crate::openapi::Route;
 
 /// How long one health check may take.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
@@ -44,6 +46,51 @@ pub fn routes(upstreams: &Upstreams) -> Router {
         .route("/readyz", get(move || readyz(targets.clone())))
         .route("/version", get(|| async { Json(version()) }))
         .route("/metrics", get(metrics))
+}
+
+/// The ops routes, for the OpenAPI document.
+pub fn openapi() -> Vec<Route> {
+    let service = json!({
+        "type": "object",
+        "required": ["status", "dependencies"],
+        "properties": {
+            "status": { "type": "string", "example": "SERVING" },
+            "error": { "type": "string" },
+            "dependencies": { "type": "object", "additionalProperties": { "type": "string" } },
+            "degraded": { "type": "array", "items": { "type": "string" } },
+        },
+    });
+    let readiness = json!({
+        "type": "object",
+        "required": ["status", "services"],
+        "properties": {
+            "status": { "type": "string", "enum": ["ready", "degraded", "not_ready"] },
+            "services": { "type": "object", "additionalProperties": service },
+        },
+    });
+    vec![
+        Route::get("/healthz", "Health", "Liveness of the gateway.")
+            .tag("Gateway")
+            .answers(
+                200,
+                "The gateway is up.",
+                json!({ "type": "object", "required": ["status"], "properties": { "status": { "type": "string", "enum": ["ok"] } } }),
+            ),
+        Route::get("/readyz", "Readiness", "Readiness of every service and its dependencies.")
+            .tag("Gateway")
+            .answers(200, "Every service serves.", readiness.clone())
+            .answers(503, "Some service or dependency is not serving.", readiness),
+        Route::get("/version", "Version", "The version, in the senseBox service's shape.")
+            .tag("Gateway")
+            .answers(
+                200,
+                "The version.",
+                json!({ "type": "object", "required": ["Version"], "properties": { "Version": { "type": "string" } }, "additionalProperties": false }),
+            ),
+        Route::get("/metrics", "Metrics", "Prometheus metrics.")
+            .tag("Gateway")
+            .answers_as(200, "The metrics, in Prometheus' text format.", "text/plain", json!({ "type": "string" })),
+    ]
 }
 
 /// What `/version` answers: the senseBox service's shape, `{"Version": "…"}`, which its

@@ -438,15 +438,15 @@ mod tests {
     #[test]
     fn body_field_and_whole_body() {
         let b = binding("CreatePlotJob");
-        let body = br#"{"spec": {"track": {"track": "tracks/p", "xField": "sol", "y_field": "yaw", "minSol": 3}}, "format": "PLOT_FORMAT_SVG"}"#;
+        let body = br#"{"spec": {"track": {"track": "tracks/p", "xField": "sol", "y_field": "yaw", "startSol": 3}}, "format": "PLOT_FORMAT_SVG"}"#;
         let m = build(&b, &[], None, body).unwrap();
         let job = field(&m, "plot_job");
         let job = job.as_message().unwrap();
         assert_eq!(job.get_field_by_name("format").unwrap().as_enum_number(), Some(2));
 
-        let err = build(&b, &[], None, br#"{"spec": {"track": {"minSol": "many"}}}"#).unwrap_err();
+        let err = build(&b, &[], None, br#"{"spec": {"track": {"startSol": "many"}}}"#).unwrap_err();
         assert!(
-            err.message.starts_with("plot_job.spec.track.minSol:"),
+            err.message.starts_with("plot_job.spec.track.startSol:"),
             "{}",
             err.message
         );

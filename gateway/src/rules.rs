@@ -43,6 +43,11 @@ impl Binding {
         self.template.as_str()
     }
 
+    /// Whether a top-level request field is set by the path.
+    pub fn binds_by_path(&self, field: &FieldDescriptor) -> bool {
+        self.path_fields.iter().any(|p| p.len() == 1 && p[0] == *field)
+    }
+
     /// Whether a top-level request field is bound by the path or the body.
     pub fn binds_top_level(&self, field: &FieldDescriptor) -> bool {
         let by_path = self.path_fields.iter().any(|p| p.len() == 1 && p[0] == *field);
@@ -126,10 +131,18 @@ impl RouteTable {
     pub fn lookup(&self, method: &Method, path: &str) -> Lookup<'_> {
         let wanted = if *method == Method::HEAD { &Method::GET } else { method };
         let mut allowed: Vec<Method> = Vec::new();
+        // A path that a custom-verb template matches belongs to the verb's routes only:
+        // `runs/r1:cancel` is not also `{name=runs/*}` with the name `runs/r1:cancel`.
+        // Templates with a verb sort first, so the first match decides.
+        let mut verb_matched = false;
         for binding in &self.bindings {
+            if verb_matched && binding.template.verb.is_none() {
+                break;
+            }
             let Some(values) = binding.template.matches(path) else {
                 continue;
             };
+            verb_matched |= binding.template.verb.is_some();
             if binding.method == *wanted {
                 return Lookup::Found(binding, values.into_iter().map(|(_, v)| v).collect());
             }
@@ -294,6 +307,13 @@ mod tests {
         );
         assert!(
             matches!(t.lookup(&Method::PUT, "/api/v1/runs/r1"), Lookup::WrongMethod(m) if m.contains(&Method::GET) && m.contains(&Method::DELETE))
+        );
+        // A custom verb's path is the verb's alone: not also `{name=runs/*}`.
+        assert!(
+            matches!(t.lookup(&Method::GET, "/api/v1/runs/r1:cancel"), Lookup::WrongMethod(m) if m == [Method::POST])
+        );
+        assert!(
+            matches!(t.lookup(&Method::DELETE, "/api/v1/tracks/p:summary"), Lookup::WrongMethod(m) if m == [Method::GET])
         );
         assert!(matches!(
             t.lookup(&Method::GET, "/api/v1/nothing/here/at/all"),

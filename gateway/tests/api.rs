@@ -46,6 +46,10 @@ async fn path_variables_map_to_fields_and_responses_are_proto3_json() {
             "attempts": 0,
             "plotSizeBytes": "1234",
             "createTime": "2024-12-01T12:00:00Z",
+            "width": 0,
+            "height": 0,
+            "pointCount": "0",
+            "plotSha256": "",
         }})
     );
     let seen = upstream.fake.seen.lock().unwrap();
@@ -57,7 +61,7 @@ async fn path_variables_map_to_fields_and_responses_are_proto3_json() {
 #[tokio::test]
 async fn percent_encoded_path_values_are_decoded() {
     let (upstream, gateway) = spawn().await;
-    seed(&upstream, "plotJobs/a b", PlotJobState::Pending);
+    seed(&upstream, "plotJobs/a b", PlotJobState::Queued);
     let (status, body) = gateway.get("/api/v1/plotJobs/a%20b").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["plotJob"]["name"], "plotJobs/a b");
@@ -130,7 +134,7 @@ async fn post_body_maps_to_the_body_field() {
         .post(gateway.url("/api/v1/plotJobs"))
         .bearer_auth(TOKEN)
         .json(&json!({
-            "spec": {"track": {"track": "tracks/perseverance", "xField": "sol", "y_field": "yaw", "minSol": 10}},
+            "spec": {"track": {"track": "tracks/perseverance", "xField": "sol", "y_field": "yaw", "startSol": 10}},
             "format": "PLOT_FORMAT_SVG",
         }))
         .send()
@@ -139,13 +143,10 @@ async fn post_body_maps_to_the_body_field() {
     let (status, body) = json_of(response).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["plotJob"]["name"], "plotJobs/new1");
-    assert_eq!(body["plotJob"]["state"], "PLOT_JOB_STATE_PENDING");
+    assert_eq!(body["plotJob"]["state"], "PLOT_JOB_STATE_QUEUED");
     assert_eq!(body["plotJob"]["format"], "PLOT_FORMAT_SVG");
-    assert_eq!(body["plotJob"]["spec"]["track"]["minSol"], 10);
-    assert!(
-        body["plotJob"]["spec"]["track"].get("maxSol").is_none(),
-        "an unset optional field stays unset"
-    );
+    assert_eq!(body["plotJob"]["spec"]["track"]["startSol"], 10);
+    assert_eq!(body["plotJob"]["spec"]["track"]["endSol"], 0, "defaults are answered");
 
     let seen = upstream.fake.seen.lock().unwrap();
     let job = seen.create.last().unwrap().plot_job.clone().unwrap();
@@ -157,7 +158,7 @@ async fn post_body_maps_to_the_body_field() {
         (track.track.as_str(), track.x_field.as_str(), track.y_field.as_str()),
         ("tracks/perseverance", "sol", "yaw")
     );
-    assert_eq!((track.min_sol, track.max_sol), (Some(10), None));
+    assert_eq!((track.start_sol, track.end_sol), (10, 0));
 }
 
 #[tokio::test]
@@ -189,13 +190,13 @@ async fn bad_bodies_are_400_naming_the_field() {
         "{body}"
     );
 
-    let (status, body) = json_of(post(r#"{"spec": {"track": {"minSol": "many"}}}"#).await.unwrap()).await;
+    let (status, body) = json_of(post(r#"{"spec": {"track": {"startSol": "many"}}}"#).await.unwrap()).await;
     assert_eq!(status, 400, "{body}");
     assert!(
         body["error"]["message"]
             .as_str()
             .unwrap()
-            .starts_with("plot_job.spec.track.minSol:"),
+            .starts_with("plot_job.spec.track.startSol:"),
         "{body}"
     );
     assert!(upstream.fake.seen.lock().unwrap().create.is_empty());

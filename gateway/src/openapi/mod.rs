@@ -14,17 +14,23 @@ use serde_json::{Map, Value as Json, json};
 use crate::rules::{Binding, BodyRule, RouteTable};
 use crate::template::Segment;
 
+mod constraints;
+mod route;
 mod schema;
 
+pub use route::{Route, schemas};
+
+use constraints::{Constraints, segment_patterns};
 use schema::{Comments, Generator, error_schema};
 
 /// How deep nested request messages are flattened into query parameters.
 const MAX_QUERY_DEPTH: usize = 4;
 
-/// The OpenAPI document.
-pub fn document(pool: &DescriptorPool, table: &RouteTable) -> Json {
+/// The OpenAPI document: the transcoded routes of `table`, and the hand-written `routes`.
+pub fn document(pool: &DescriptorPool, table: &RouteTable, routes: &[Route]) -> Json {
     let mut generator = Generator {
         comments: Comments::new(pool),
+        constraints: Constraints::new(pool),
         schemas: BTreeMap::new(),
         pending: Vec::new(),
     };
@@ -36,7 +42,7 @@ pub fn document(pool: &DescriptorPool, table: &RouteTable) -> Json {
     let mut bindings: Vec<&Binding> = table.bindings().iter().collect();
     bindings.sort_by_key(|b| (b.rpc.parent_service().full_name().to_string(), b.rpc.index()));
     for binding in bindings {
-        let (path, mut parameters) = openapi_path(binding, &generator.comments);
+        let (path, mut parameters) = openapi_path(binding, &generator.comments, &generator.constraints);
         let method = binding.method.as_str().to_ascii_lowercase();
         let item = paths.entry(path.clone()).or_default();
         if item.contains_key(&method) {
@@ -123,10 +129,23 @@ pub fn document(pool: &DescriptorPool, table: &RouteTable) -> Json {
     let mut schemas: Map<String, Json> = generator.schemas.into_iter().collect();
     schemas.insert("Error".into(), error_schema());
 
-    let mut paths: Map<String, Json> = paths.into_iter().map(|(k, v)| (k, Json::Object(v))).collect();
-    for (path, item) in ops_paths() {
-        paths.insert(path, item);
+    for route in routes {
+        let method = route.method.as_str().to_ascii_lowercase();
+        let item = paths.entry(route.path.clone()).or_default();
+        if item.contains_key(&method) {
+            tracing::warn!(
+                path = route.path,
+                method,
+                "a hand-written route on a transcoded one; keeping the first"
+            );
+            continue;
+        }
+        if let Some(tag) = route.operation["tags"][0].as_str() {
+            tags.entry(tag.to_string()).or_insert_with(|| json!({ "name": tag }));
+        }
+        item.insert(method, route.operation.clone());
     }
+    let paths: Map<String, Json> = paths.into_iter().map(|(k, v)| (k, Json::Object(v))).collect();
 
     json!({
         "openapi": "3.0.3",
@@ -149,7 +168,7 @@ pub fn document(pool: &DescriptorPool, table: &RouteTable) -> Json {
 }
 
 /// The OpenAPI path of a binding, with its path parameters.
-fn openapi_path(binding: &Binding, comments: &Comments) -> (String, Vec<Json>) {
+fn openapi_path(binding: &Binding, comments: &Comments, constraints: &Constraints) -> (String, Vec<Json>) {
     let template = &binding.template;
     let mut path = String::new();
     let mut parameters = Vec::new();
@@ -204,12 +223,26 @@ fn openapi_path(binding: &Binding, comments: &Comments) -> (String, Vec<Json>) {
                 if *segment == Segment::DeepWildcard {
                     description.push_str(" May contain `/`.");
                 }
+                // The segment's part of the field's pattern (`^runs/[a-z]+$` → `^[a-z]+$`).
+                let mut schema = json!({ "type": "string" });
+                if let Some(v) = variable
+                    && *segment == Segment::Wildcard
+                {
+                    let var = &template.variables[v];
+                    let leaf = binding.path_fields[v].last().expect("a path field");
+                    if let Some(parts) = constraints
+                        .pattern(leaf)
+                        .and_then(|p| segment_patterns(&p, var.end - var.start))
+                    {
+                        schema["pattern"] = Json::String(format!("^{}$", parts[i - var.start]));
+                    }
+                }
                 parameters.push(json!({
                     "name": name,
                     "in": "path",
                     "required": true,
                     "description": description,
-                    "schema": { "type": "string" },
+                    "schema": schema,
                 }));
             }
         }
@@ -253,45 +286,6 @@ fn singular(collection: &str) -> String {
     }
 }
 
-/// The gateway's own routes.
-fn ops_paths() -> Vec<(String, Json)> {
-    let plain = |summary: &str, id: &str, content: Json| {
-        json!({ "get": {
-            "operationId": id,
-            "tags": ["Gateway"],
-            "summary": summary,
-            "responses": { "200": { "description": "OK", "content": content } },
-        }})
-    };
-    let object = json!({ "application/json": { "schema": { "type": "object", "additionalProperties": true } } });
-    let mut readyz = plain(
-        "Readiness of every service and its dependencies.",
-        "Readiness",
-        object.clone(),
-    );
-    readyz["get"]["responses"]["503"] =
-        json!({ "description": "Some service or dependency is not serving.", "content": object.clone() });
-    vec![
-        (
-            "/healthz".into(),
-            plain("Liveness of the gateway.", "Health", object.clone()),
-        ),
-        ("/readyz".into(), readyz),
-        (
-            "/version".into(),
-            plain("The product's name and version.", "Version", object),
-        ),
-        (
-            "/metrics".into(),
-            plain(
-                "Prometheus metrics.",
-                "Metrics",
-                json!({ "text/plain": { "schema": { "type": "string" } } }),
-            ),
-        ),
-    ]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -311,7 +305,7 @@ mod tests {
     fn documents_paths_parameters_and_comments() {
         let pool = DescriptorPool::decode(outpost_api::FILE_DESCRIPTOR_SET).unwrap();
         let table = RouteTable::from_pool(&pool).unwrap();
-        let doc = document(&pool, &table);
+        let doc = document(&pool, &table, &[]);
         let op = &doc["paths"]["/api/v1/devices/{device}/sensors/{sensor}/currentValue"]["get"];
         assert_eq!(op["operationId"], "GetCurrentValue");
         let names: Vec<&str> = op["parameters"]

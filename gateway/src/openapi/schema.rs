@@ -7,11 +7,13 @@ use prost_reflect::{DescriptorPool, EnumDescriptor, FieldDescriptor, Kind, Messa
 use serde_json::{Map, Value as Json, json};
 
 use super::MAX_QUERY_DEPTH;
+use super::constraints::Constraints;
 use crate::request::{is_query_leaf, is_query_message};
 use crate::rules::{Binding, BodyRule};
 
 pub(super) struct Generator {
     pub(super) comments: Comments,
+    pub(super) constraints: Constraints,
     pub(super) schemas: BTreeMap<String, Json>,
     pub(super) pending: Vec<String>,
 }
@@ -54,7 +56,15 @@ impl Generator {
                 }
             }
         };
-        Some(json!({ "required": false, "content": { "application/json": { "schema": schema } } }))
+        let required = match &binding.body {
+            BodyRule::Field(field) => self.constraints.required(field),
+            _ => binding
+                .rpc
+                .input()
+                .fields()
+                .any(|f| self.constraints.required(&f) && !binding.binds_by_path(&f)),
+        };
+        Some(json!({ "required": required, "content": { "application/json": { "schema": schema } } }))
     }
 
     pub(super) fn query_parameters(
@@ -81,17 +91,20 @@ impl Generator {
             }
             if is_query_leaf(&field) {
                 let mut schema = self.field_schema(&field);
+                schema.as_object_mut().map(|s| s.remove("description"));
+                let mut parameter = json!({ "name": name, "in": "query", "schema": schema });
                 if let Some(doc) = self.comments.get(field.parent_file().name(), field.path()) {
-                    schema.as_object_mut().map(|s| s.remove("description"));
-                    let mut parameter = json!({ "name": name, "in": "query", "description": doc, "schema": schema });
-                    if field.is_list() {
-                        parameter["style"] = json!("form");
-                        parameter["explode"] = json!(true);
-                    }
-                    out.push(parameter);
-                } else {
-                    out.push(json!({ "name": name, "in": "query", "schema": schema }));
+                    parameter["description"] = Json::String(doc);
                 }
+                if field.is_list() {
+                    parameter["style"] = json!("form");
+                    parameter["explode"] = json!(true);
+                }
+                // A nested field is required only if its parent is sent: not stated here.
+                if depth == 0 && self.constraints.required(&field) {
+                    parameter["required"] = Json::Bool(true);
+                }
+                out.push(parameter);
             } else if let Kind::Message(inner) = field.kind()
                 && !field.is_list()
                 && depth + 1 < MAX_QUERY_DEPTH
@@ -109,10 +122,23 @@ impl Generator {
         } else if field.is_list() {
             json!({ "type": "array", "items": self.kind_schema(&field.kind()) })
         } else {
-            self.kind_schema(&field.kind())
+            match field.kind() {
+                // A required enum is not its zero (unspecified) value.
+                Kind::Enum(e) if self.constraints.required(field) && e.full_name() != "google.protobuf.NullValue" => {
+                    let names: Vec<String> = e
+                        .values()
+                        .filter(|v| v.number() != 0)
+                        .map(|v| v.name().to_string())
+                        .collect();
+                    json!({ "type": "string", "enum": names })
+                }
+                kind => self.kind_schema(&kind),
+            }
         };
+        self.constraints.apply(field, &mut schema);
         let doc = self.comments.get(field.parent_file().name(), field.path());
-        let output_only = doc.as_deref().is_some_and(|d| d.contains("Output only"));
+        let output_only =
+            self.constraints.output_only(field) || doc.as_deref().is_some_and(|d| d.contains("Output only"));
         if doc.is_some() || output_only {
             if schema.get("$ref").is_some() {
                 schema = json!({ "allOf": [schema] });
@@ -131,10 +157,16 @@ impl Generator {
         match kind {
             Kind::Double => json!({ "type": "number", "format": "double" }),
             Kind::Float => json!({ "type": "number", "format": "float" }),
-            Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => json!({ "type": "integer", "format": "int32" }),
-            Kind::Uint32 | Kind::Fixed32 => json!({ "type": "integer", "format": "int64", "minimum": 0 }),
-            Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => json!({ "type": "string", "format": "int64" }),
-            Kind::Uint64 | Kind::Fixed64 => json!({ "type": "string", "format": "uint64" }),
+            Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => {
+                json!({ "type": "integer", "format": "int32", "minimum": i32::MIN, "maximum": i32::MAX })
+            }
+            Kind::Uint32 | Kind::Fixed32 => {
+                json!({ "type": "integer", "format": "int64", "minimum": 0, "maximum": u32::MAX })
+            }
+            Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => {
+                json!({ "type": "string", "format": "int64", "pattern": "^-?[0-9]{1,18}$" })
+            }
+            Kind::Uint64 | Kind::Fixed64 => json!({ "type": "string", "format": "uint64", "pattern": "^[0-9]{1,19}$" }),
             Kind::Bool => json!({ "type": "boolean" }),
             Kind::String => json!({ "type": "string" }),
             Kind::Bytes => json!({ "type": "string", "format": "byte" }),
@@ -146,19 +178,34 @@ impl Generator {
 
     pub(super) fn message_schema(&mut self, message: &MessageDescriptor, exclude: &[FieldDescriptor]) -> Json {
         let mut properties = Map::new();
+        let mut required = Vec::new();
         for field in message.fields() {
             if exclude.contains(&field) {
                 continue;
             }
+            if self.constraints.required(&field) {
+                required.push(field.json_name().to_string());
+            }
             properties.insert(field.json_name().to_string(), self.field_schema(&field));
         }
-        let mut schema = json!({ "type": "object", "properties": properties });
+        // Unknown fields are refused (400).
+        let mut schema = json!({ "type": "object", "properties": properties, "additionalProperties": false });
+        if !required.is_empty() {
+            schema["required"] = json!(required);
+        }
         let mut description = self
             .comments
             .get(message.parent_file().name(), message.path())
             .unwrap_or_default();
+        let mut exclusive = Vec::new();
         for oneof in message.oneofs().filter(|o| !o.is_synthetic()) {
             let names: Vec<String> = oneof.fields().map(|f| f.json_name().to_string()).collect();
+            // Two members of one oneof are refused (400).
+            for (i, a) in names.iter().enumerate() {
+                for b in &names[i + 1..] {
+                    exclusive.push(json!({ "required": [a, b] }));
+                }
+            }
             if !description.is_empty() {
                 description.push_str("\n\n");
             }
@@ -166,6 +213,9 @@ impl Generator {
         }
         if !description.is_empty() {
             schema["description"] = Json::String(description);
+        }
+        if !exclusive.is_empty() {
+            schema["not"] = json!({ "anyOf": exclusive });
         }
         schema
     }

@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 use super::{health, rfc3339};
 use crate::Upstreams;
 use crate::error::ApiError;
+use crate::openapi::{Route, schemas};
 
 /// The services the image routes need.
 const SERVICES: [&str; 1] = ["media"];
@@ -54,6 +55,200 @@ pub fn routes(upstreams: &Upstreams) -> Router {
         .route("/images/{id}", get(original))
         .route("/images/{id}/thumbnail", get(thumbnail))
         .with_state(state)
+}
+
+/// The image engine's routes, for the OpenAPI document.
+pub fn openapi() -> Vec<Route> {
+    let nullable = |schema: Value| {
+        let mut schema = schema;
+        schema["nullable"] = Value::Bool(true);
+        schema
+    };
+    let review = json!({
+        "type": "object",
+        "required": ["state", "review_time"],
+        "additionalProperties": false,
+        "properties": {
+            "state": { "type": "string", "enum": ["pending", "accepted", "rejected"] },
+            "review_time": nullable(schemas::time()),
+        },
+    });
+    let image = json!({
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["id", "source", "content_type", "size_bytes", "sha256", "width", "height", "review", "url", "thumbnail_url"],
+        "properties": {
+            "id": schemas::hex(32),
+            "source": { "type": "string" },
+            "taken_time": nullable(schemas::time()),
+            "content_type": { "type": "string" },
+            "size_bytes": { "type": "integer" },
+            "sha256": { "type": "string" },
+            "width": { "type": "integer" },
+            "height": { "type": "integer" },
+            "filename": { "type": "string" },
+            "detection": {
+                "type": "object",
+                "nullable": true,
+                "properties": {
+                    "probability": { "type": "number" },
+                    "has_subject": { "type": "boolean" },
+                    "box": {
+                        "type": "object",
+                        "nullable": true,
+                        "properties": {
+                            "x": { "type": "number" }, "y": { "type": "number" },
+                            "width": { "type": "number" }, "height": { "type": "number" },
+                        },
+                    },
+                    "model": { "type": "string" },
+                },
+            },
+            "review": review.clone(),
+            "created_time": nullable(schemas::time()),
+            "url": { "type": "string" },
+            "thumbnail_url": { "type": "string" },
+        },
+    });
+    let page = |pending: bool| {
+        let mut schema = json!({
+            "type": "object",
+            "required": ["images", "next_page_token"],
+            "additionalProperties": false,
+            "properties": {
+                "images": { "type": "array", "items": image.clone() },
+                "next_page_token": { "type": "string", "nullable": true },
+            },
+        });
+        if pending {
+            schema["properties"]["pending"] = json!({ "type": "integer" });
+            schema["required"] = json!(["images", "next_page_token", "pending"]);
+        }
+        schema
+    };
+    let page_size = json!({ "type": "integer", "minimum": 1, "maximum": 1000 });
+    let token = "A `next_page_token` of the previous page.";
+    let id = |route: Route| route.path("id", "The image id (32 hex digits).", schemas::hex(32));
+    let decided = json!({
+        "type": "object",
+        "required": ["id", "review"],
+        "additionalProperties": false,
+        "properties": { "id": schemas::hex(32), "review": review },
+    });
+    vec![
+        Route::get(
+            "/healthcheck/",
+            "ImageHealthcheck",
+            "Health of media, its SQL and object store, and the gateway.",
+        )
+        .tag("ImageEngine")
+        .answers(200, "Everything serves.", schemas::object()),
+        Route::post("/image_upload", "ImageUpload", "Stores one or more images.")
+            .tag("ImageEngine")
+            .description(
+                "Files in the form field `photo` (JPEG, PNG, GIF or WebP); `source` optional (default `upload`).",
+            )
+            .body(
+                "multipart/form-data",
+                json!({
+                    "type": "object",
+                    "required": ["photo"],
+                    "properties": {
+                        "photo": { "type": "string", "format": "binary" },
+                        "source": { "type": "string" },
+                    },
+                }),
+            )
+            .answers(
+                201,
+                "The stored image, or `{\"images\": [...]}` for several files.",
+                json!({
+                    "oneOf": [image.clone(), {
+                        "type": "object", "required": ["images"], "additionalProperties": false,
+                        "properties": { "images": { "type": "array", "items": image.clone() } },
+                    }],
+                }),
+            ),
+        Route::get("/image_list", "ImageList", "Images, newest first, a page at a time.")
+            .tag("ImageEngine")
+            .query("page_size", "Images per page (default 50).", page_size.clone())
+            .query("page_token", token, json!({ "type": "string" }))
+            .query(
+                "source",
+                "Only images of this source.",
+                json!({ "type": "string", "maxLength": 128 }),
+            )
+            .query(
+                "review_state",
+                "Only images in this state.",
+                json!({ "type": "string", "enum": ["pending", "accepted", "rejected"] }),
+            )
+            .answers(200, "A page of images.", page(false)),
+        Route::get(
+            "/image_view",
+            "ImageView",
+            "The images still to review, oldest first, with how many there are.",
+        )
+        .tag("ImageEngine")
+        .query("page_size", "Images per page (default 50).", page_size)
+        .query("page_token", token, json!({ "type": "string" }))
+        .query(
+            "source",
+            "Only images of this source.",
+            json!({ "type": "string", "maxLength": 128 }),
+        )
+        .answers(200, "A page of pending images.", page(true)),
+        id(Route::get(
+            "/image_view/{id}",
+            "ImageViewOne",
+            "One image and the id of the next one to review.",
+        ))
+        .tag("ImageEngine")
+        .answers(
+            200,
+            "The image.",
+            json!({
+                "type": "object",
+                "required": ["image", "next"],
+                "additionalProperties": false,
+                "properties": { "image": image, "next": { "type": "string", "nullable": true } },
+            }),
+        ),
+        id(Route::post(
+            "/accept_pic/{id}",
+            "ImageAccept",
+            "Accepts an image; answers once written.",
+        ))
+        .tag("ImageEngine")
+        .answers(200, "The review.", decided.clone()),
+        id(Route::post(
+            "/reject_pic/{id}",
+            "ImageReject",
+            "Rejects an image; answers once written.",
+        ))
+        .tag("ImageEngine")
+        .answers(200, "The review.", decided),
+        id(Route::get("/images/{id}", "ImageOriginal", "The uploaded bytes."))
+            .tag("ImageEngine")
+            .answers_as(
+                200,
+                "The image.",
+                "image/*",
+                json!({ "type": "string", "format": "binary" }),
+            ),
+        id(Route::get(
+            "/images/{id}/thumbnail",
+            "ImageThumbnail",
+            "A JPEG at most 320 pixels on its longer side.",
+        ))
+        .tag("ImageEngine")
+        .answers_as(
+            200,
+            "The thumbnail.",
+            "image/jpeg",
+            json!({ "type": "string", "format": "binary" }),
+        ),
+    ]
 }
 
 /// `GET /healthcheck/`: media, its SQL and its object store, and the gateway, by name.

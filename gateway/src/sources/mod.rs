@@ -1,14 +1,16 @@
 //! The source systems' routes (design section 5), written by hand over the services' typed
 //! clients: SEN, the sensor hub, in [`sensors`]; BOX, the senseBox temperature service, in
 //! [`sensebox`]; IMG, the image management engine, in [`images`]; CAM, the burrow camera, in
-//! [`camera`]; ROV, the rover tracker, in [`rover`]. They keep the source systems' paths and
-//! methods, take and answer JSON, and answer every error with the gateway's JSON error body.
+//! [`camera`]; ROV, the rover tracker, in [`rover`] and its plots in [`plots`]. They keep the
+//! source systems' paths and methods, take and answer JSON, and answer every error with the
+//! gateway's JSON error body.
 //!
 //! They bring no fallback of their own, so they merge into [`crate::routes`]; their writes pass
 //! the bearer-token check of [`crate::layer`] like every other route.
 
 mod camera;
 mod images;
+mod plots;
 mod rover;
 mod sensebox;
 mod sensors;
@@ -20,9 +22,10 @@ use serde_json::{Value, json};
 
 use crate::Upstreams;
 use crate::error::ApiError;
+use crate::openapi::Route;
 use crate::ops;
 
-/// The SEN, BOX, IMG, CAM and ROV routes.
+/// The SEN, BOX, IMG, CAM and ROV routes (ROV with its plot routes).
 pub fn routes(upstreams: &Upstreams) -> Router {
     Router::new()
         .merge(sensors::routes(upstreams))
@@ -30,6 +33,13 @@ pub fn routes(upstreams: &Upstreams) -> Router {
         .merge(images::routes(upstreams))
         .merge(camera::routes(upstreams))
         .merge(rover::routes(upstreams))
+        .merge(plots::routes(upstreams))
+}
+
+/// The SEN, BOX and IMG routes, for the OpenAPI document: each module declares its own next to
+/// its handlers, in an `openapi()` beside its `routes()`.
+pub fn openapi() -> Vec<Route> {
+    [sensors::openapi(), sensebox::openapi(), images::openapi()].concat()
 }
 
 /// 200 `{"status": "ok", "services": …}` when every one of `services` (short names) and its

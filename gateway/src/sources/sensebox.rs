@@ -29,6 +29,7 @@ use serde_json::{Value, json};
 use super::{health, rfc3339, run_detail};
 use crate::Upstreams;
 use crate::error::ApiError;
+use crate::openapi::{Route, schemas};
 
 /// The services the senseBox routes need (media keeps the snapshots).
 const SERVICES: [&str; 3] = ["telemetry", "ingest", "media"];
@@ -61,6 +62,47 @@ pub fn routes(upstreams: &Upstreams) -> Router {
         .route("/store", post(store))
         .route("/snapshots/{id}", get(snapshot))
         .with_state(state)
+}
+
+/// The senseBox routes, for the OpenAPI document.
+pub fn openapi() -> Vec<Route> {
+    vec![
+        Route::get("/health", "BoxHealth", "Health of telemetry, ingest and media, by name.")
+            .tag("SenseBox")
+            .answers(200, "Every service the routes need serves.", schemas::object()),
+        Route::get("/temperature", "BoxTemperature", "The average of the boxes' fresh temperatures, with its status.")
+            .tag("SenseBox")
+            .description("Loads openSenseMap first when no box has a fresh temperature; 504 when that load takes too long, 503 when it failed or found none.")
+            .answers(200, "The average.", json!({
+                "type": "object",
+                "required": ["Average temperature", "status", "unit", "boxes", "cached", "computed"],
+                "additionalProperties": false,
+                "properties": {
+                    "Average temperature": { "type": "number" },
+                    "status": { "type": "string", "example": "Good" },
+                    "unit": { "type": "string" },
+                    "boxes": { "type": "integer", "minimum": 1 },
+                    "cached": { "type": "boolean" },
+                    "computed": { "type": "string", "format": "date-time", "nullable": true },
+                },
+            })),
+        Route::post("/store", "BoxStore", "Stores a snapshot of the current temperatures.")
+            .tag("SenseBox")
+            .answers(201, "The stored snapshot.", json!({
+                "type": "object",
+                "required": ["object", "readings", "download"],
+                "additionalProperties": false,
+                "properties": {
+                    "object": { "type": "string", "example": "objects/{sha256}" },
+                    "readings": { "type": "integer" },
+                    "download": { "type": "string", "example": "/snapshots/{id}" },
+                },
+            })),
+        Route::get("/snapshots/{id}", "BoxSnapshot", "A stored snapshot's JSON.")
+            .tag("SenseBox")
+            .path("id", "The snapshot's object id (64 hex digits).", schemas::hex(64))
+            .answers_as(200, "The snapshot.", "application/json", schemas::object()),
+    ]
 }
 
 async fn health_route(State(state): State<SenseBox>) -> Result<Json<Value>, ApiError> {

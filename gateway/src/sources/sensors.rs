@@ -25,6 +25,7 @@ use serde_json::{Value, json};
 use super::{health, hub_reading};
 use crate::Upstreams;
 use crate::error::ApiError;
+use crate::openapi::{Route, schemas};
 
 /// The services the sensor hub needs.
 const SERVICES: [&str; 2] = ["telemetry", "ingest"];
@@ -54,6 +55,79 @@ pub fn routes(upstreams: &Upstreams) -> Router {
         .route("/get_current_value/{sensor}", get(current_value))
         .route("/sensordata/{sensor}", get(sensor_data))
         .with_state(state)
+}
+
+/// The sensor hub's routes, for the OpenAPI document.
+pub fn openapi() -> Vec<Route> {
+    let reading = json!({
+        "type": "object",
+        "required": ["sensor", "value", "timestamp"],
+        "additionalProperties": false,
+        "properties": {
+            "sensor": { "type": "string" },
+            "value": { "type": "number" },
+            "timestamp": { "type": "string", "example": "2024-12-01 12:01:00", "description": "`YYYY-MM-DD HH:MM:SS`, UTC." },
+            "unit": { "type": "string" },
+            "device": { "type": "string", "description": "Only when the message or the query named a device." },
+        },
+    });
+    let message = json!({
+        "type": "object",
+        "required": ["sensor", "value", "timestamp"],
+        "description": "One message of the hub's format; other keys are ignored.",
+        "properties": {
+            "sensor": schemas::id(),
+            "value": { "type": "number", "minimum": -1.0e12, "maximum": 1.0e12, "description": "Or a numeric string." },
+            "timestamp": {
+                "type": "string",
+                "description": "`YYYY-MM-DD HH:MM:SS[.fff]` UTC, or RFC 3339.",
+                "pattern": "^(19[7-9][0-9]|20[0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8]) ([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]$",
+                "example": "2024-12-01 12:01:00",
+            },
+            "device": schemas::id(),
+            "unit": { "type": "string", "pattern": "^[ -~]{0,32}$|^[^\\x00-\\x1f\\x7f-\\x9f]{0,8}$", "description": "At most 32 bytes, no control characters." },
+        },
+    });
+    let limit = format!("How many readings, oldest first (default {DEFAULT_LIMIT}).");
+    let time = |what: &str| {
+        json!({
+            "type": "string",
+            "description": format!("{what}: `YYYY-MM-DD HH:MM:SS` UTC or RFC 3339."),
+            "pattern": "^(19[7-9][0-9]|20[0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8]) ([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]$",
+        })
+    };
+    vec![
+        Route::get("/healthcheck", "HubHealthcheck", "Health of telemetry and ingest, by name.")
+            .tag("SensorHub")
+            .answers(200, "Every service the hub needs serves.", schemas::object()),
+        Route::post("/add_rawdata/", "HubAddRawdata", "Stores one message of the hub's format, or an array of them.")
+            .tag("SensorHub")
+            .body(
+                "application/json",
+                json!({ "oneOf": [message.clone(), { "type": "array", "minItems": 1, "maxItems": 10_000, "items": message }] }),
+            )
+            .answers(
+                201,
+                "The stored reading, or `{\"written\": n}` for an array.",
+                json!({ "oneOf": [reading.clone(), {
+                    "type": "object", "required": ["written"], "additionalProperties": false,
+                    "properties": { "written": { "type": "integer" } },
+                }] }),
+            ),
+        Route::get("/get_current_value/{sensor}", "HubGetCurrentValue", "The sensor's reading with the newest timestamp.")
+            .tag("SensorHub")
+            .path("sensor", "The sensor id.", schemas::id())
+            .query("device", "The device id (default: `default`); the answer names it.", schemas::id())
+            .answers(200, "The reading.", reading.clone()),
+        Route::get("/sensordata/{sensor}", "HubSensorData", "The sensor's readings, oldest first.")
+            .tag("SensorHub")
+            .path("sensor", "The sensor id.", schemas::id())
+            .query("limit", &limit, json!({ "type": "integer", "minimum": 1, "maximum": MAX_READINGS }))
+            .query("start", "", time("From this time on"))
+            .query("end", "", time("Before this time (after `start`)"))
+            .query("device", "The device id (default: `default`); the answers name it.", schemas::id())
+            .answers(200, "The readings.", json!({ "type": "array", "items": reading })),
+    ]
 }
 
 async fn healthcheck(State(state): State<Sensors>) -> Result<Json<Value>, ApiError> {

@@ -74,7 +74,7 @@ impl PlottingService for FakePlotting {
         }
         let mut jobs = self.jobs.lock().unwrap();
         job.name = format!("plotJobs/new{}", jobs.len() + 1);
-        job.state = PlotJobState::Pending as i32;
+        job.state = PlotJobState::Queued as i32;
         job.create_time = Some(timestamp(1_733_054_400));
         jobs.insert(job.name.clone(), job.clone());
         Ok(Response::new(CreatePlotJobResponse { plot_job: Some(job) }))
@@ -132,6 +132,23 @@ impl PlottingService for FakePlotting {
         match self.jobs.lock().unwrap().remove(&request.name) {
             Some(_) => Ok(Response::new(DeletePlotJobResponse {})),
             None => Err(Status::not_found(format!("{} not found", request.name))),
+        }
+    }
+
+    async fn cancel_plot_job(
+        &self,
+        request: Request<CancelPlotJobRequest>,
+    ) -> Result<Response<CancelPlotJobResponse>, Status> {
+        self.note(&request);
+        let name = request.into_inner().name;
+        match self.jobs.lock().unwrap().get_mut(&name) {
+            Some(job) => {
+                job.state = PlotJobState::Cancelled as i32;
+                Ok(Response::new(CancelPlotJobResponse {
+                    plot_job: Some(job.clone()),
+                }))
+            }
+            None => Err(Status::not_found(format!("{name} not found"))),
         }
     }
 

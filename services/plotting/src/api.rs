@@ -1,12 +1,15 @@
 //! gRPC handlers of the plotting service: validate, call the domain, map errors.
 
+use futures::StreamExt as _;
 use outpost_api::plotting::v1::{self as pb, plotting_service_server::PlottingService};
 use outpost_kit::error::Error;
-use outpost_kit::grpc::{BoxStream, not_yet};
+use outpost_kit::grpc::{BoxStream, download};
 use outpost_kit::paging;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::jobs::{self, Jobs};
+use crate::spec::PlotRequest;
 
 /// The plotting service's handlers.
 pub struct PlottingApi {
@@ -14,6 +17,7 @@ pub struct PlottingApi {
 }
 
 impl PlottingApi {
+    /// Handlers over `jobs`.
     pub fn new(jobs: Jobs) -> Self {
         Self { jobs }
     }
@@ -23,9 +27,17 @@ impl PlottingApi {
 impl PlottingService for PlottingApi {
     async fn create_plot_job(
         &self,
-        _request: Request<pb::CreatePlotJobRequest>,
+        request: Request<pb::CreatePlotJobRequest>,
     ) -> Result<Response<pb::CreatePlotJobResponse>, Status> {
-        Err(not_yet("CreatePlotJob"))
+        let job = request
+            .into_inner()
+            .plot_job
+            .ok_or_else(|| Error::invalid("plot_job", "is required"))?;
+        let request = PlotRequest::from_pb(&job)?;
+        let job = self.jobs.create(request).await?;
+        Ok(Response::new(pb::CreatePlotJobResponse {
+            plot_job: Some(job.to_pb()),
+        }))
     }
 
     async fn get_plot_job(
@@ -34,7 +46,7 @@ impl PlottingService for PlottingApi {
     ) -> Result<Response<pb::GetPlotJobResponse>, Status> {
         let id = jobs::parse_name("name", &request.into_inner().name)?;
         Ok(Response::new(pb::GetPlotJobResponse {
-            plot_job: Some(self.jobs.get(&id).await?),
+            plot_job: Some(self.jobs.get(&id).await?.to_pb()),
         }))
     }
 
@@ -44,22 +56,15 @@ impl PlottingService for PlottingApi {
     ) -> Result<Response<pb::ListPlotJobsResponse>, Status> {
         let request = request.into_inner();
         let limit = paging::page_size(request.page_size, 50, 1000)?;
+        let state =
+            pb::PlotJobState::try_from(request.state).map_err(|_| Error::invalid("state", "unknown plot job state"))?;
         let query = paging::Query::of(format!("plotJobs|{}", request.state));
         let after = paging::decode_time_id(&request.page_token, query)?;
-        let state = match pb::PlotJobState::try_from(request.state) {
-            Ok(pb::PlotJobState::Unspecified) => None,
-            Ok(state) => Some(state as i32),
-            Err(_) => return Err(Error::invalid("state", "unknown plot job state").into()),
-        };
-        let rows = self.jobs.list(state, after, limit + 1).await?;
-        let (plot_jobs, next_page_token) = paging::split_page(rows, limit, query, |last| {
-            let created = last
-                .create_time
-                .map_or(0, |t| outpost_kit::time::from_timestamp("create_time", &t).unwrap_or(0));
-            paging::time_id(created, last.name.trim_start_matches("plotJobs/"))
-        });
+        let rows = self.jobs.list(jobs::state_of(state), after, limit + 1).await?;
+        let (rows, next_page_token) =
+            paging::split_page(rows, limit, query, |last| paging::time_id(last.created_at, &last.id));
         Ok(Response::new(pb::ListPlotJobsResponse {
-            plot_jobs,
+            plot_jobs: rows.iter().map(|j| j.to_pb()).collect(),
             next_page_token,
         }))
     }
@@ -73,21 +78,49 @@ impl PlottingService for PlottingApi {
         Ok(Response::new(pb::DeletePlotJobResponse {}))
     }
 
+    async fn cancel_plot_job(
+        &self,
+        request: Request<pb::CancelPlotJobRequest>,
+    ) -> Result<Response<pb::CancelPlotJobResponse>, Status> {
+        let id = jobs::parse_name("name", &request.into_inner().name)?;
+        Ok(Response::new(pb::CancelPlotJobResponse {
+            plot_job: Some(self.jobs.cancel(&id).await?.to_pb()),
+        }))
+    }
+
     type WatchPlotJobStream = BoxStream<pb::WatchPlotJobResponse>;
 
     async fn watch_plot_job(
         &self,
-        _request: Request<pb::WatchPlotJobRequest>,
+        request: Request<pb::WatchPlotJobRequest>,
     ) -> Result<Response<Self::WatchPlotJobStream>, Status> {
-        Err(not_yet("WatchPlotJob"))
+        let id = jobs::parse_name("name", &request.into_inner().name)?;
+        let changes = self.jobs.watch(&id).await?;
+        let stream = ReceiverStream::new(changes).map(|job| {
+            Ok(pb::WatchPlotJobResponse {
+                plot_job: Some(job.to_pb()),
+            })
+        });
+        Ok(Response::new(Box::pin(stream)))
     }
 
     type DownloadPlotStream = BoxStream<pb::DownloadPlotResponse>;
 
     async fn download_plot(
         &self,
-        _request: Request<pb::DownloadPlotRequest>,
+        request: Request<pb::DownloadPlotRequest>,
     ) -> Result<Response<Self::DownloadPlotStream>, Status> {
-        Err(not_yet("DownloadPlot"))
+        let id = jobs::parse_name("name", &request.into_inner().name)?;
+        let (job, bytes) = self.jobs.plot(&id).await?;
+        let info = pb::DownloadPlotResponse {
+            part: Some(pb::download_plot_response::Part::Info(pb::PlotContentInfo {
+                content_type: job.request.format.content_type().to_string(),
+                size_bytes: bytes.len() as i64,
+                sha256: job.plot_sha256.clone(),
+            })),
+        };
+        Ok(Response::new(download(info, bytes, |chunk| pb::DownloadPlotResponse {
+            part: Some(pb::download_plot_response::Part::Chunk(chunk)),
+        })))
     }
 }
