@@ -56,7 +56,7 @@ try {
 writeFileSync(join(shots, 'figures.json'), `${JSON.stringify(figures, null, 2)}\n`);
 console.log('\nfirst load of each page (bytes transferred, images aside):');
 for (const [page, w] of Object.entries(figures.weights)) {
-  console.log(`  ${page.padEnd(10)} ${String(w.total).padStart(8)}  (${Object.entries(w.byType).map(([t, n]) => `${t} ${n}`).join(', ')}; images ${w.images})`);
+  console.log(`  ${page.padEnd(18)} ${String(w.total).padStart(8)}  (${Object.entries(w.byType).map(([t, n]) => `${t} ${n}`).join(', ')}; images ${w.images})`);
 }
 if (figures.review.longestLongTaskMs !== undefined) {
   const r = figures.review;
