@@ -45,6 +45,7 @@ pub mod sources;
 pub mod sse;
 pub mod template;
 mod transcode;
+pub mod ui;
 
 pub use error::ApiError;
 
@@ -149,9 +150,10 @@ pub fn layer(config: &Config, router: Router) -> Router {
         .layer(axum::middleware::from_fn(middleware::observe))
 }
 
-/// Everything: `layer(config, routes(config, upstreams)?.merge(sources::routes(&upstreams)))`.
+/// Everything: `layer(config, routes(config, upstreams)?.merge(sources::routes(&upstreams)))`,
+/// with the web UI ([`ui`]) merged in.
 pub fn router(config: &Config, upstreams: Upstreams) -> anyhow::Result<Router> {
-    let sources = sources::routes(&upstreams);
+    let sources = sources::routes(&upstreams).merge(ui::routes());
     Ok(layer(config, routes(config, upstreams)?.merge(sources)))
 }
 
