@@ -15,7 +15,7 @@ fn samples(parameter: &str) -> (String, &'static str) {
         "run" => ("missing-run".into(), "a.b"),
         "plotJob" => ("missing-job".into(), "a_b"),
         // Waypoints are `{site}_{drive}`.
-        "waypoint" => ("99999_99999".into(), "a_b"),
+        "waypoint" => ("7_99".into(), "7-99"),
         // Devices, sensors, tracks: plain ids.
         _ => ("nothing-here".into(), "a%20b"),
     }
@@ -66,14 +66,22 @@ async fn well_formed_names_of_nothing_are_404_malformed_ones_400() {
                 };
                 // Every segment well-formed: 404 (an RPC not built yet answers 501 whatever
                 // the name; it is checked once built).
-                let url = url_with(None);
-                let (status, body) = send(url.clone()).await;
-                if status == 501 {
-                    continue;
+                // An upsert creates what it names: only its malformed names are sent.
+                if !path.ends_with(":upsert") {
+                    let url = url_with(None);
+                    let (status, body) = send(url.clone()).await;
+                    if status == 501 {
+                        continue;
+                    }
+                    // A required body field the test leaves out may be refused first (400); a
+                    // list under a parent of nothing may be an empty page.
+                    let body_first = status == 400 && operation.get("requestBody").is_some();
+                    let empty_page = status == 200 && body.get("nextPageToken") == Some(&serde_json::json!(""));
+                    assert!(
+                        status == 404 || body_first || empty_page,
+                        "{label}: {method} {url}: {status} {body}"
+                    );
                 }
-                // A required body field the test leaves out may be refused first (400).
-                let body_first = status == 400 && operation.get("requestBody").is_some();
-                assert!(status == 404 || body_first, "{label}: {method} {url}: {status} {body}");
                 for (i, parameter) in parameters.iter().enumerate() {
                     let name = parameter["name"].as_str().unwrap();
                     let (good, malformed) = samples(name);

@@ -3,18 +3,17 @@ between parameters, and values that only a previous response gives.
 
 - A page token is opaque: only a `next_page_token` of a previous page is one, so generated
   requests carry none.
-- A time range's end comes after its start (`startTime`/`endTime`, `start`/`end`).
-- A run's parameter names are 1 to 64 of a-z, 0-9, `_`.
+- A time range's end comes after its start (`startTime`/`endTime`, `start`/`end`), and a sol
+  range's `minSol` is at most its `maxSol`.
+- A run's parameters depend on its source.
 """
 
-import re
 from datetime import datetime, timezone
 
 import schemathesis
 
 TOKENS = ("pageToken", "page_token")
 RANGES = (("startTime", "endTime"), ("start", "end"))
-PARAMETER = re.compile(r"^[a-z0-9_]{1,64}$")
 
 
 def _time(text):
@@ -38,13 +37,17 @@ def map_query(ctx, query):
         start, end = _time(query.get(start_key)), _time(query.get(end_key))
         if start is not None and end is not None and end <= start:
             del query[end_key]
+    # A sol range's least sol is at most its greatest.
+    low, high = query.get("minSol"), query.get("maxSol")
+    if isinstance(low, int) and isinstance(high, int) and low > high:
+        del query["maxSol"]
     return query
 
 
 @schemathesis.hook
 def map_body(ctx, body):
-    # Run parameter names are 1 to 64 of a-z, 0-9, `_` (JSON Schema in OpenAPI 3.0 has no
-    # `propertyNames`; the document says so in words): others are left out.
-    if isinstance(body, dict) and isinstance(body.get("parameters"), dict):
-        body["parameters"] = {k: v for k, v in body["parameters"].items() if PARAMETER.match(k)}
+    # Which parameters a run takes depends on its source (the document says so in words):
+    # generated runs take none, so each source's defaults apply.
+    if isinstance(body, dict) and isinstance(body.get("parameters"), dict) and "source" in body:
+        body["parameters"] = {}
     return body

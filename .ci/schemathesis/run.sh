@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs schemathesis against the embedded mesh: `run.sh BINARY PORT_BASE`. Starts BINARY on a
-# fresh data directory with every service on loopback (openSenseMap pointed at a closed port:
-# nothing leaves the machine), seeds a fresh temperature so `/temperature` answers from data,
+# fresh data directory with every service on loopback (openSenseMap, the camera feed and MMGIS
+# pointed at a closed port: nothing leaves the machine), seeds a fresh temperature so `/temperature` answers from data,
 # then tests every operation of /api/openapi.json, 30 examples each. Fails on any 5xx (but the
 # 501 of the RPCs listed in schemathesis.toml), any response that does not match the document,
 # and any schema-valid request refused.
@@ -14,7 +14,8 @@ log="$data/outpost.log"
 OUTPOST_DATA_DIR="$data" OUTPOST_GATEWAY_ADDR="127.0.0.1:$base" \
   OUTPOST_INGEST_ADDR="127.0.0.1:$((base + 1))" OUTPOST_MEDIA_ADDR="127.0.0.1:$((base + 2))" \
   OUTPOST_TELEMETRY_ADDR="127.0.0.1:$((base + 3))" OUTPOST_PLOTTING_ADDR="127.0.0.1:$((base + 4))" \
-  OUTPOST_OPENSENSEMAP_URL=http://127.0.0.1:9 OUTPOST_LOAD_RETRY_SECONDS=0 OUTPOST_LOG=warn \
+  OUTPOST_OPENSENSEMAP_URL=http://127.0.0.1:9 OUTPOST_CAMERA_FEED_URL=http://127.0.0.1:9 \
+  OUTPOST_MMGIS_URL=http://127.0.0.1:9 OUTPOST_LOAD_RETRY_SECONDS=0 OUTPOST_LOG=warn \
   "$binary" >"$log" 2>&1 &
 pid=$!
 trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$data"' EXIT

@@ -26,6 +26,7 @@ use serde_json::{Value, json};
 use super::{rfc3339, run_detail};
 use crate::Upstreams;
 use crate::error::ApiError;
+use crate::openapi::{Route, schemas};
 
 /// How long `/lazyload?wait=true` waits for a load, at most.
 pub const LOAD_WAIT: Duration = Duration::from_secs(60);
@@ -39,6 +40,56 @@ struct Camera {
     upstreams: Upstreams,
     ingest: IngestServiceClient<Traced>,
     media: MediaServiceClient<Traced>,
+}
+
+/// The camera routes, for the OpenAPI document.
+pub fn openapi() -> Vec<Route> {
+    let object = schemas::object();
+    let date = json!({
+        "type": "string",
+        "description": "`MM-DD-YYYY` or `YYYY-MM-DD`; default today in the camera's time zone.",
+        "pattern": "^(20[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])|(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])-20[0-9]{2})$",
+    });
+    let flag = json!({ "type": "string", "enum": ["true", "false"] });
+    vec![
+        Route::get(
+            "/lazyload",
+            "CameraLazyload",
+            "A camera day: its frames by detection probability once loaded.",
+        )
+        .tag("Camera")
+        .description("Starts or joins the day's load when it is not loaded: 202 with the run and where to watch it.")
+        .query("date", "The day.", date)
+        .query("wait", "Wait for the load (a bounded time).", flag.clone())
+        .query("refresh", "Load a loaded day again.", flag)
+        .answers(200, "The loaded day.", object.clone())
+        .answers(202, "The load runs.", object.clone()),
+        Route::get("/process", "CameraProcess", "The camera day loads, newest first.")
+            .tag("Camera")
+            .query(
+                "page_size",
+                "Loads per page.",
+                json!({ "type": "integer", "minimum": 1, "maximum": 1000 }),
+            )
+            .query(
+                "page_token",
+                "A `next_page_token` of the previous page.",
+                json!({ "type": "string" }),
+            )
+            .answers(200, "A page of loads.", object),
+        Route::get(
+            "/runs/{id}/events",
+            "RunEvents",
+            "A run's progress as server-sent events, ending with its final state.",
+        )
+        .tag("Camera")
+        .path(
+            "id",
+            "The run id.",
+            json!({ "type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$" }),
+        )
+        .answers_as(200, "The events.", "text/event-stream", json!({ "type": "string" })),
+    ]
 }
 
 /// The camera routes.

@@ -39,7 +39,14 @@ pub fn routes(upstreams: &Upstreams) -> Router {
 /// The SEN, BOX and IMG routes, for the OpenAPI document: each module declares its own next to
 /// its handlers, in an `openapi()` beside its `routes()`.
 pub fn openapi() -> Vec<Route> {
-    [sensors::openapi(), sensebox::openapi(), images::openapi()].concat()
+    [
+        sensors::openapi(),
+        sensebox::openapi(),
+        images::openapi(),
+        camera::openapi(),
+        rover::openapi(),
+    ]
+    .concat()
 }
 
 /// 200 `{"status": "ok", "services": …}` when every one of `services` (short names) and its

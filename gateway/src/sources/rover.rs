@@ -28,6 +28,7 @@ use serde_json::{Map, Value, json};
 
 use crate::Upstreams;
 use crate::error::ApiError;
+use crate::openapi::{Route, schemas};
 
 /// The track the tracker's routes read and load.
 pub const TRACK: &str = "perseverance";
@@ -114,6 +115,66 @@ struct Rover {
     upstreams: Upstreams,
     telemetry: TelemetryServiceClient<Traced>,
     ingest: IngestServiceClient<Traced>,
+}
+
+/// The tracker's routes, for the OpenAPI document.
+pub fn openapi() -> Vec<Route> {
+    let whole = json!({ "type": "integer", "minimum": 0, "maximum": 1_000_000 });
+    vec![
+        Route::get(
+            "/help",
+            "RoverHelp",
+            "The tracker's routes, as text (JSON with `Accept: application/json`).",
+        )
+        .tag("Rover")
+        .answers_as(200, "The routes.", "text/plain", json!({ "type": "string" })),
+        Route::post(
+            "/load",
+            "RoverLoad",
+            "Loads the waypoints and the traverse from NASA MMGIS, or the GeoJSON body.",
+        )
+        .tag("Rover")
+        .description("`?source=waypoints|traverse` says what a GeoJSON body holds (only with a body).")
+        .answers(202, "The loads run.", schemas::object()),
+        Route::get(
+            "/perseverance",
+            "RoverWaypoints",
+            "Waypoint features from index `start`, at most `limit`.",
+        )
+        .tag("Rover")
+        .query("start", "The first index (default 0).", whole.clone())
+        .query(
+            "limit",
+            "At most this many (default 100, at most 1000).",
+            json!({ "type": "integer", "minimum": 1, "maximum": 1000 }),
+        )
+        .answers(200, "A GeoJSON FeatureCollection.", schemas::object()),
+        Route::get("/perseverance/sol", "RoverSol", "The latest sol with a waypoint.")
+            .tag("Rover")
+            .answers(200, "`{\"sol\", \"message\"}`.", schemas::object()),
+        Route::get(
+            "/perseverance/orientation",
+            "RoverOrientation",
+            "Yaw, pitch and roll by sol.",
+        )
+        .tag("Rover")
+        .answers(
+            200,
+            "`[{\"sol\", \"yaw_rad\", \"pitch\", \"roll\"}]`.",
+            json!({ "type": "array", "items": schemas::object() }),
+        ),
+        Route::get(
+            "/perseverance/position",
+            "RoverPosition",
+            "Longitude and latitude by sol.",
+        )
+        .tag("Rover")
+        .answers(
+            200,
+            "`[{\"sol\", \"lon\", \"lat\"}]`.",
+            json!({ "type": "array", "items": schemas::object() }),
+        ),
+    ]
 }
 
 /// The tracker's routes.
