@@ -45,6 +45,7 @@ pub fn openapi() -> Vec<Route> {
         images::openapi(),
         camera::openapi(),
         rover::openapi(),
+        plots::openapi(),
     ]
     .concat()
 }

@@ -24,6 +24,7 @@ use super::rfc3339;
 use crate::Upstreams;
 use crate::download::{DownloadMessage, Part};
 use crate::error::ApiError;
+use crate::openapi::{Route, schemas};
 
 /// The rover's track.
 const TRACK: &str = "tracks/perseverance";
@@ -34,6 +35,129 @@ const PAGE_SIZE: i32 = 50;
 struct Plots {
     upstreams: Upstreams,
     plotting: PlottingServiceClient<Traced>,
+}
+
+/// The plot routes, for the OpenAPI document.
+pub fn openapi() -> Vec<Route> {
+    let sol = json!({ "oneOf": [
+        { "type": "integer", "minimum": 0, "maximum": 2_147_483_647 },
+        { "type": "string", "pattern": "^[0-9]{1,9}$" },
+    ] });
+    let format = json!({ "type": "string", "enum": ["png", "svg"] });
+    let range = json!({
+        "type": "object",
+        "required": ["start", "end"],
+        "additionalProperties": false,
+        "properties": { "start": sol.clone(), "end": sol.clone(), "format": format.clone() },
+    });
+    let fields = json!({
+        "type": "object",
+        "required": ["xkey", "ykey", "type", "start", "end"],
+        "additionalProperties": false,
+        "properties": {
+            "xkey": { "type": "string", "minLength": 1, "description": "A numeric waypoint or traverse field, such as `sol` or `dist_total`." },
+            "ykey": { "type": "string", "minLength": 1, "description": "A numeric waypoint or traverse field, such as `yaw`." },
+            "type": { "type": "string", "enum": ["way", "trav"] },
+            "start": sol.clone(),
+            "end": sol,
+            "format": format,
+        },
+    });
+    let created = json!({
+        "type": "object",
+        "required": ["id", "status", "download"],
+        "properties": {
+            "id": { "type": "string" },
+            "status": { "type": "string" },
+            "download": { "type": "string" },
+        },
+    });
+    let id = json!({ "type": "string", "pattern": "^[A-Za-z0-9-]{1,64}$" });
+    let inclusive = "Sols `start` to `end`, inclusive (end at least start).";
+    vec![
+        Route::post(
+            "/perseverance/orientation/{field}",
+            "PlotOrientation",
+            "Plots yaw, pitch or roll against sol.",
+        )
+        .tag("Plots")
+        .description(inclusive)
+        .path(
+            "field",
+            "What to plot.",
+            json!({ "type": "string", "enum": ["yaw", "pitch", "roll"] }),
+        )
+        .body("application/json", range.clone())
+        .answers(202, "The job, and where to download its plot.", created.clone()),
+        Route::post(
+            "/perseverance/position/{field}",
+            "PlotPosition",
+            "Plots longitude or latitude against sol, or the lat/lon map with the traverse.",
+        )
+        .tag("Plots")
+        .description(inclusive)
+        .path(
+            "field",
+            "What to plot.",
+            json!({ "type": "string", "enum": ["longitude", "latitude", "map"] }),
+        )
+        .body("application/json", range)
+        .answers(202, "The job, and where to download its plot.", created.clone()),
+        Route::post("/jobs", "PlotFields", "Plots one numeric field against another.")
+            .tag("Plots")
+            .description(inclusive)
+            .body("application/json", fields)
+            .answers(202, "The job, and where to download its plot.", created),
+        Route::get("/jobs/list", "PlotJobList", "The plot jobs, newest first.")
+            .tag("Plots")
+            .query(
+                "state",
+                "Only jobs in this state.",
+                json!({ "type": "string", "enum": ["queued", "running", "succeeded", "failed", "cancelled"] }),
+            )
+            .query(
+                "page_size",
+                "At most this many (default 50).",
+                json!({ "type": "integer", "minimum": 1, "maximum": 1000 }),
+            )
+            .query(
+                "page_token",
+                "A token from a previous answer.",
+                json!({ "type": "string" }),
+            )
+            .answers(200, "A page of jobs.", schemas::object()),
+        Route::get("/jobs/{id}", "PlotJobOne", "One plot job.")
+            .tag("Plots")
+            .path("id", "The job id.", id.clone())
+            .answers(200, "The job.", schemas::object()),
+        Route::get(
+            "/jobs/{id}/events",
+            "PlotJobEvents",
+            "A job's states as server-sent events, ending with its final state.",
+        )
+        .tag("Plots")
+        .path("id", "The job id.", id.clone())
+        .answers_as(
+            200,
+            "Events `update`, then `end` (or `error`).",
+            "text/event-stream",
+            json!({ "type": "string" }),
+        ),
+        Route::get("/download/{jid}", "PlotDownload", "A finished job's plot.")
+            .tag("Plots")
+            .path("jid", "The job id.", id)
+            .answers_as(
+                200,
+                "The plot (`image/png` or `image/svg+xml`).",
+                "image/png",
+                json!({ "type": "string", "format": "binary" }),
+            )
+            .answers(
+                409,
+                "The job has not succeeded: its state, or its error.",
+                schemas::object(),
+            ),
+    ]
 }
 
 /// The plot routes.
