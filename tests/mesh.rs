@@ -24,6 +24,10 @@ async fn every_service_answers_through_the_gateway() {
             ready["services"]["media"]["dependencies"]["objects"], "SERVING",
             "{ready}"
         );
+        // Ingest lists the peers it calls: telemetry (required) and media (camera frames).
+        for peer in ["telemetry", "media"] {
+            assert_eq!(ready["services"]["ingest"]["dependencies"][peer], "SERVING", "{ready}");
+        }
         if backend.storage.redis_url.is_some() {
             assert_eq!(
                 ready["services"]["telemetry"]["dependencies"]["redis"], "SERVING",

@@ -123,6 +123,19 @@ pub mod schemas {
         json!({ "type": "string", "pattern": "^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$" })
     }
 
+    /// One server-sent event of [`crate::sse`]: `update` events, then `end` with the final state
+    /// (or `error` with the JSON error body); `data` is JSON text.
+    pub fn event() -> Json {
+        json!({
+            "type": "object",
+            "required": ["event", "data"],
+            "properties": {
+                "event": { "type": "string", "enum": ["update", "end", "error"] },
+                "data": { "type": "string" },
+            },
+        })
+    }
+
     /// An object of any keys.
     pub fn object() -> Json {
         json!({ "type": "object", "additionalProperties": true })

@@ -88,7 +88,7 @@ pub fn openapi() -> Vec<Route> {
             "The run id.",
             json!({ "type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$" }),
         )
-        .answers_as(200, "The events.", "text/event-stream", json!({ "type": "string" })),
+        .answers_as(200, "The events.", "text/event-stream", schemas::event()),
     ]
 }
 

@@ -141,7 +141,7 @@ pub fn openapi() -> Vec<Route> {
             200,
             "Events `update`, then `end` (or `error`).",
             "text/event-stream",
-            json!({ "type": "string" }),
+            schemas::event(),
         ),
         Route::get("/download/{jid}", "PlotDownload", "A finished job's plot.")
             .tag("Plots")

@@ -148,6 +148,7 @@ pub async fn serve_on(
         retry_spacing: Duration::from_secs(ingest.load_retry_seconds),
     };
     let media = camera::media::Media::connect(&config.media_endpoint(), config.rpc_timeout(), &config.token())?;
+    let media_dependency = media.dependency();
     let camera = camera::Camera::new(&ingest, media)?;
     let objects = storage.objects().await?;
     let mmgis = mmgis::Mmgis::new(&ingest.mmgis_url, telemetry.clone(), objects.clone())?;
@@ -185,12 +186,14 @@ pub async fn serve_on(
 
     // Redis feeds the sensor consumers in the background: without it, ingest still serves
     // its calls (degraded). Telemetry is where every reading goes: required.
-    // The object store only keeps uploaded files: without it, ingest serves the rest.
+    // The object store only keeps uploaded files, and media only camera frames: without them,
+    // ingest serves the rest.
     let mut dependencies = storage.dependencies_optional(&[
         outpost_kit::storage::dependency::REDIS,
         outpost_kit::storage::dependency::OBJECTS,
     ]);
     dependencies.push(telemetry.dependency());
+    dependencies.push(media_dependency);
     // A pushed batch of 10000 readings with long names is more than tonic's default 4 MiB.
     let posts = messages::writer(telemetry.clone());
     let uploads = uploads::Uploads::new(runs.clone(), objects);

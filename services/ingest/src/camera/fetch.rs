@@ -5,11 +5,12 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 
 use super::day::Day;
+use crate::fetch::{BodyError, innermost};
 
 /// How long fetching a day's rows or boxes may take.
 pub const LIST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -124,17 +125,13 @@ impl Feed {
         let fetch = async {
             let mut response = self.http.get(url).send().await.map_err(|e| transient(url, &e))?;
             let status = response.status();
-            if response.content_length().is_some_and(|n| n > max as u64) {
-                anyhow::bail!("{url} is larger than {max} bytes");
-            }
-            let mut body = BytesMut::new();
-            while let Some(chunk) = response.chunk().await.map_err(|e| transient(url, &e))? {
-                if body.len() + chunk.len() > max {
-                    anyhow::bail!("{url} is larger than {max} bytes");
-                }
-                body.extend_from_slice(&chunk);
-            }
-            Ok((status, body.freeze()))
+            let body = crate::fetch::read_bounded(&mut response, max)
+                .await
+                .map_err(|error| match error {
+                    BodyError::TooLarge => anyhow::anyhow!("{url} is larger than {max} bytes"),
+                    BodyError::Read(e) => transient(url, &e),
+                })?;
+            Ok((status, body))
         };
         match tokio::time::timeout(timeout, fetch).await {
             Ok(result) => result,
@@ -160,11 +157,7 @@ impl std::error::Error for Transient {}
 
 /// A request error as [`Transient`], with its innermost cause.
 fn transient(url: &str, error: &reqwest::Error) -> anyhow::Error {
-    let mut source: &dyn std::error::Error = error;
-    while let Some(next) = source.source() {
-        source = next;
-    }
-    anyhow::Error::new(Transient(format!("cannot fetch {url}: {source}")))
+    anyhow::Error::new(Transient(format!("cannot fetch {url}: {}", innermost(error))))
 }
 
 /// The start of a body, for an error message.

@@ -32,6 +32,7 @@ pub struct Stored {
 #[derive(Clone, Debug)]
 pub struct Media {
     client: MediaServiceClient<Traced>,
+    channel: tonic::transport::Channel,
     timeout: Duration,
 }
 
@@ -39,10 +40,20 @@ impl Media {
     /// A client of media at `endpoint` whose calls have the deadline `timeout`; connects lazily.
     pub fn connect(endpoint: &str, timeout: Duration, token: &outpost_kit::auth::Token) -> anyhow::Result<Self> {
         let channel = client::channel(endpoint, timeout)?;
-        let client = MediaServiceClient::new(client::outbound(channel, "ingest", token))
+        let client = MediaServiceClient::new(client::outbound(channel.clone(), "ingest", token))
             .max_decoding_message_size(64 << 20)
             .max_encoding_message_size(2 << 20);
-        Ok(Media { client, timeout })
+        Ok(Media {
+            client,
+            channel,
+            timeout,
+        })
+    }
+
+    /// Media as a dependency in health: camera days store their frames there, the rest of
+    /// ingest does without it, so it is optional (degraded, not unready, while it is down).
+    pub fn dependency(&self) -> outpost_kit::storage::Dependency {
+        client::peer_dependency("media", self.channel.clone(), outpost_api::names::MEDIA).optional()
     }
 
     /// The images of `source` taken in `[start, end)` (µs), by taken time (µs).
