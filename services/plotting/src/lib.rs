@@ -106,7 +106,9 @@ pub async fn serve_on(
 ) -> anyhow::Result<()> {
     let storage = Storage::start(&config.storage(), "plotting", migrations()).await?;
     let jobs = open_jobs(&config, &plotting, &storage).await?;
-    let mut dependencies = storage.dependencies();
+    // Redis carries the job queue: without it, new jobs cannot be queued, but jobs,
+    // their states and their plots are still served, so plotting is degraded, not unready.
+    let mut dependencies = storage.dependencies_optional(&[outpost_kit::storage::dependency::REDIS]);
     dependencies.push(jobs.telemetry.dependency().optional());
     let stop = CancellationToken::new();
     let mut options = WorkerOptions::new(outpost_kit::worker::consumer_name());
