@@ -77,55 +77,59 @@ impl Telemetry {
 
     /// The waypoints of `track` with `start <= sol <= end`, in telemetry's order.
     pub async fn waypoints(&self, track: &str, start: i32, end: i32) -> Result<Vec<pb::Waypoint>, Status> {
-        let mut out = Vec::new();
-        let mut token = String::new();
-        loop {
-            let deadline = Deadline::after(self.timeout);
-            let page = client::retry(deadline, || {
-                let mut client = self.client.clone();
-                let request = deadline.request(pb::ListWaypointsRequest {
-                    parent: format!("tracks/{track}"),
-                    page_size: PAGE,
-                    page_token: token.clone(),
-                    min_sol: Some(start),
-                    max_sol: Some(end),
-                });
-                async move { client.list_waypoints(request).await }
-            })
-            .await?
-            .into_inner();
-            out.extend(page.waypoints);
-            if page.next_page_token.is_empty() || out.len() >= MAX_RECORDS {
-                return Ok(out);
+        self.all_pages(|deadline, page_token| {
+            let mut client = self.client.clone();
+            let request = deadline.request(pb::ListWaypointsRequest {
+                parent: format!("tracks/{track}"),
+                page_size: PAGE,
+                page_token,
+                min_sol: Some(start),
+                max_sol: Some(end),
+            });
+            async move {
+                let page = client.list_waypoints(request).await?.into_inner();
+                Ok((page.waypoints, page.next_page_token))
             }
-            token = page.next_page_token;
-        }
+        })
+        .await
     }
 
     /// The traverse segments of `track` with `start <= sol <= end`.
     pub async fn traverse(&self, track: &str, start: i32, end: i32) -> Result<Vec<pb::TraverseSegment>, Status> {
+        self.all_pages(|deadline, page_token| {
+            let mut client = self.client.clone();
+            let request = deadline.request(pb::ListTraverseSegmentsRequest {
+                parent: format!("tracks/{track}"),
+                page_size: PAGE,
+                page_token,
+                min_sol: Some(start),
+                max_sol: Some(end),
+            });
+            async move {
+                let page = client.list_traverse_segments(request).await?.into_inner();
+                Ok((page.segments, page.next_page_token))
+            }
+        })
+        .await
+    }
+
+    /// Every item of a paged list (at most [`MAX_RECORDS`]): `page` fetches one page from a
+    /// token, each page within its own deadline and retried while telemetry is unavailable.
+    async fn all_pages<T, F, Fut>(&self, page: F) -> Result<Vec<T>, Status>
+    where
+        F: Fn(Deadline, String) -> Fut,
+        Fut: std::future::Future<Output = Result<(Vec<T>, String), Status>>,
+    {
         let mut out = Vec::new();
         let mut token = String::new();
         loop {
             let deadline = Deadline::after(self.timeout);
-            let page = client::retry(deadline, || {
-                let mut client = self.client.clone();
-                let request = deadline.request(pb::ListTraverseSegmentsRequest {
-                    parent: format!("tracks/{track}"),
-                    page_size: PAGE,
-                    page_token: token.clone(),
-                    min_sol: Some(start),
-                    max_sol: Some(end),
-                });
-                async move { client.list_traverse_segments(request).await }
-            })
-            .await?
-            .into_inner();
-            out.extend(page.segments);
-            if page.next_page_token.is_empty() || out.len() >= MAX_RECORDS {
+            let (items, next) = client::retry(deadline, || page(deadline, token.clone())).await?;
+            out.extend(items);
+            if next.is_empty() || out.len() >= MAX_RECORDS {
                 return Ok(out);
             }
-            token = page.next_page_token;
+            token = next;
         }
     }
 
